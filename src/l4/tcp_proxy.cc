@@ -1,0 +1,1 @@
+#include "l4/tcp_proxy.h"
