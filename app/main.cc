@@ -1,3 +1,4 @@
-#include <cstdio>
-#include "app/version.h"
-int main() { std::fputs(fulcrum::app::version_text().c_str(), stdout); }
+// fulcrum: one load balancer for L4 and L7. See README.md and SPEC.md.
+#include "app/cli.h"
+
+int main(int argc, char** argv) { return fulcrum::app::main_cli(argc, argv); }

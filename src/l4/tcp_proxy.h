@@ -1,1 +1,47 @@
+// The L4 TCP proxy: a worker's listener for one `protocol: tcp` listener, and the sessions it
+// accepts. Bytes move between the two sockets with splice(2) through a borrowed pipe, never
+// through user space. Each worker has its own listening socket (SO_REUSEPORT) and its own
+// sessions; a TcpListener and its sessions are touched only by that worker's thread, except
+// sessions(), which the control thread reads while draining.
 #pragma once
+#include <atomic>
+#include <memory>
+
+#include "config/config.h"
+#include "core/event_loop.h"
+#include "core/fd.h"
+#include "core/pipe_pool.h"
+#include "lb/balancer.h"
+
+namespace fulcrum::l4 {
+
+class TcpSession;
+
+class TcpListener final : public IoHandler {
+ public:
+  TcpListener(EventLoop& loop, PipePool& pipes, const config::Listener& spec, const config::Backend& backend,
+              lb::Picker& picker, Fd fd);
+  ~TcpListener();
+
+  void on_io(uint32_t events) override;
+  // Stops accepting (graceful stop); sessions go on until they end.
+  void stop_accepting();
+  size_t sessions() const { return sessions_.load(std::memory_order_relaxed); }
+
+ private:
+  friend class TcpSession;
+  void resume_accepting();
+
+  EventLoop& loop_;
+  PipePool& pipes_;
+  const config::Listener& spec_;
+  const config::Backend& backend_;
+  lb::Picker& picker_;
+  Fd fd_;
+  Millis idle_timeout_{0};  // 0 = none
+  Timer resume_timer_;      // accept paused after EMFILE/ENFILE
+  std::atomic<size_t> sessions_{0};
+  TcpSession* first_ = nullptr;  // live sessions, closed when the listener goes
+};
+
+}  // namespace fulcrum::l4

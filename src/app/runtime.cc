@@ -1,0 +1,182 @@
+#include "app/runtime.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "core/event_loop.h"
+#include "core/log.h"
+#include "core/pipe_pool.h"
+#include "core/socket.h"
+#include "l4/tcp_proxy.h"
+#include "lb/balancer.h"
+#include "upstream/server.h"
+
+namespace fulcrum::app {
+namespace {
+
+// Everything one worker thread owns. Members are destroyed in reverse order: listeners close
+// their sessions, then the loop deletes them, then the pipes go.
+struct Worker {
+  explicit Worker(size_t i) : index(i) {}
+  size_t index;
+  PipePool pipes;
+  EventLoop loop;
+  std::vector<std::unique_ptr<lb::Picker>> pickers;  // one per backend, in config order
+  std::vector<std::unique_ptr<l4::TcpListener>> tcp;
+  std::thread thread;
+
+  size_t sessions() const {
+    size_t n = 0;
+    for (auto& l : tcp) n += l->sessions();
+    return n;
+  }
+};
+
+class SignalHandler final : public IoHandler {
+ public:
+  explicit SignalHandler(std::function<void(int)> on_signal) : on_signal_(std::move(on_signal)) {}
+  Fd fd;
+  void on_io(uint32_t) override {
+    signalfd_siginfo si;
+    while (::read(fd.get(), &si, sizeof(si)) == sizeof(si)) on_signal_(static_cast<int>(si.ssi_signo));
+  }
+
+ private:
+  std::function<void(int)> on_signal_;
+};
+
+class RuntimeImpl final : public Runtime {
+ public:
+  explicit RuntimeImpl(std::shared_ptr<const config::Config> cfg)
+      : cfg_(std::move(cfg)), drain_timer_(control_, [this] { drain_tick(); }) {}
+
+  Result<void> build() {
+    for (auto& b : cfg_->backends) backends_.push_back(std::make_unique<upstream::Backend>(b));
+    size_t n = cfg_->workers ? cfg_->workers : std::max(1u, std::thread::hardware_concurrency());
+    long fds = raise_fd_limit();
+    FULCRUM_LOG(kDebug, "descriptor limit %ld", fds);
+    for (size_t i = 0; i < n; ++i) {
+      auto w = std::make_unique<Worker>(i);
+      for (size_t b = 0; b < backends_.size(); ++b)
+        w->pickers.push_back(std::make_unique<lb::Picker>(*backends_[b], 0x9E3779B97F4A7C15ull * (i + 1) + b));
+      for (auto& l : cfg_->listeners) {
+        if (l.protocol != config::Protocol::kTcp) continue;
+        auto fd = listen_socket(l.bind);
+        if (!fd) return Error{0, "listener '" + l.name + "': " + fd.error().message + ": " + strerror(fd.error().code)};
+        size_t bi = backend_index(l.backend);
+        w->tcp.push_back(std::make_unique<l4::TcpListener>(w->loop, w->pipes, l, backends_[bi]->spec(),
+                                                           *w->pickers[bi], std::move(*fd)));
+      }
+      workers_.push_back(std::move(w));
+    }
+    return {};
+  }
+
+  int run() override {
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&mask, s);
+    pthread_sigmask(SIG_BLOCK, &mask, nullptr);  // worker threads inherit this mask
+    signal(SIGPIPE, SIG_IGN);
+    SignalHandler signals([this](int s) { on_signal(s); });
+    signals.fd = Fd(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+    if (auto r = control_.add(signals.fd.get(), &signals, EPOLLIN); !r) {
+      FULCRUM_LOG(kError, "signalfd: %s", r.error().message.c_str());
+      return 1;
+    }
+    for (auto& w : workers_) {
+      Worker* wp = w.get();
+      wp->thread = std::thread([wp] { wp->loop.run(); });
+    }
+    for (auto& l : cfg_->listeners)
+      FULCRUM_LOG(kInfo, "listening: %s %s on %s", l.name.c_str(), config::protocol_name(l.protocol),
+                  l.bind.to_string().c_str());
+    FULCRUM_LOG(kInfo, "fulcrum %s running with %zu workers (config %s)", FULCRUM_VERSION, workers_.size(),
+                cfg_->file.c_str());
+    control_.run();
+    for (auto& w : workers_) w->loop.stop();
+    for (auto& w : workers_)
+      if (w->thread.joinable()) w->thread.join();
+    workers_.clear();
+    control_.remove(signals.fd.get());
+    FULCRUM_LOG(kInfo, "stopped");
+    return 0;
+  }
+
+ private:
+  size_t backend_index(const std::string& name) const {
+    for (size_t i = 0; i < backends_.size(); ++i)
+      if (backends_[i]->name() == name) return i;
+    return 0;  // the loader guarantees the name exists
+  }
+
+  void on_signal(int sig) {
+    switch (sig) {
+      case SIGTERM:
+      case SIGINT:
+        begin_stop(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        break;
+      case SIGHUP:
+        FULCRUM_LOG(kWarn, "SIGHUP: reloading is not implemented in this build yet; the running config stays");
+        break;
+      case SIGUSR1:
+        FULCRUM_LOG(kInfo, "SIGUSR1: no log files to reopen");
+        break;
+    }
+  }
+
+  // Graceful stop: every worker stops accepting; established connections go on until they end
+  // or shutdown_grace runs out.
+  void begin_stop(const char* why) {
+    if (stopping_) {
+      FULCRUM_LOG(kWarn, "%s again: stopping now", why);
+      control_.stop();
+      return;
+    }
+    stopping_ = true;
+    stop_deadline_ = Clock::now() + cfg_->shutdown_grace;
+    FULCRUM_LOG(kInfo, "%s: no longer accepting; finishing in-flight work (grace %lldms)", why,
+                static_cast<long long>(cfg_->shutdown_grace.count()));
+    for (auto& w : workers_) {
+      Worker* wp = w.get();
+      wp->loop.post([wp] {
+        for (auto& l : wp->tcp) l->stop_accepting();
+      });
+    }
+    drain_timer_.arm(Millis(20));
+  }
+
+  void drain_tick() {
+    size_t left = 0;
+    for (auto& w : workers_) left += w->sessions();
+    if (left == 0) return control_.stop();
+    if (Clock::now() >= stop_deadline_) {
+      FULCRUM_LOG(kWarn, "shutdown_grace over: closing %zu connections", left);
+      return control_.stop();
+    }
+    drain_timer_.arm(Millis(20));
+  }
+
+  std::shared_ptr<const config::Config> cfg_;
+  std::vector<std::unique_ptr<upstream::Backend>> backends_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  EventLoop control_;
+  Timer drain_timer_;
+  bool stopping_ = false;
+  TimePoint stop_deadline_{};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Runtime>> Runtime::create(std::shared_ptr<const config::Config> cfg) {
+  auto rt = std::make_unique<RuntimeImpl>(std::move(cfg));
+  if (auto r = rt->build(); !r) return r.error();
+  return std::unique_ptr<Runtime>(std::move(rt));
+}
+
+}  // namespace fulcrum::app

@@ -1,0 +1,56 @@
+#include "app/validate.h"
+
+#include <string>
+
+#include "lb/balancer.h"
+
+namespace fulcrum::app {
+namespace {
+
+std::string words() {
+  std::string out;
+  for (auto& a : lb::algorithms()) {
+    if (!out.empty()) out += ", ";
+    out += a.word;
+  }
+  return out;
+}
+
+bool is_l4(config::Protocol p) { return p == config::Protocol::kTcp || p == config::Protocol::kUdp; }
+
+}  // namespace
+
+std::optional<config::ConfigError> validate(const config::Config& cfg) {
+  for (auto& b : cfg.backends) {
+    const lb::Algorithm* a = lb::find_algorithm(b.balance);
+    if (a == nullptr)
+      return cfg.error_at(b.balance_mark, "unknown balance '" + b.balance + "' (one of: " + words() + ")");
+  }
+  // An algorithm that hashes a header, cookie, query parameter or path needs an HTTP request.
+  for (auto& l : cfg.listeners) {
+    if (!is_l4(l.protocol)) continue;
+    const config::Backend* b = cfg.find_backend(l.backend);
+    if (b == nullptr) continue;
+    const lb::Algorithm* a = lb::find_algorithm(b->balance);
+    bool l7_key = b->balance == "hash" && b->hash_key.kind != config::HashKey::Kind::kIp;
+    if (a && (a->needs & lb::kNeedsL7) && l7_key)
+      return cfg.error_at(l.backend_mark, "listener '" + l.name + "' is " + config::protocol_name(l.protocol) +
+                                              " but backend '" + b->name +
+                                              "' hashes on an HTTP field (hash_key); use hash_key: ip or an http listener");
+    if (b->sticky)
+      return cfg.error_at(l.backend_mark, "listener '" + l.name + "' is " + config::protocol_name(l.protocol) +
+                                              " but backend '" + b->name + "' uses a sticky cookie, which needs http");
+  }
+  return std::nullopt;
+}
+
+std::optional<config::ConfigError> check_runnable(const config::Config& cfg) {
+  for (auto& l : cfg.listeners) {
+    if (l.protocol != config::Protocol::kTcp)
+      return cfg.error_at(l.protocol_mark, std::string("protocol '") + config::protocol_name(l.protocol) +
+                                               "' is not implemented in this build yet (listener '" + l.name + "')");
+  }
+  return std::nullopt;
+}
+
+}  // namespace fulcrum::app
