@@ -12,6 +12,8 @@
 #include "core/log.h"
 #include "core/pipe_pool.h"
 #include "core/socket.h"
+#include "http/proxy.h"
+#include "http/router.h"
 #include "l4/tcp_proxy.h"
 #include "lb/balancer.h"
 #include "upstream/server.h"
@@ -28,12 +30,23 @@ struct Worker {
   EventLoop loop;
   std::vector<std::unique_ptr<lb::Picker>> pickers;  // one per backend, in config order
   std::vector<std::unique_ptr<l4::TcpListener>> tcp;
+  std::unique_ptr<http::HttpContext> http_ctx;
+  std::vector<std::unique_ptr<http::HttpListener>> http;
   std::thread thread;
 
   size_t sessions() const {
     size_t n = 0;
     for (auto& l : tcp) n += l->sessions();
+    for (auto& l : http) n += l->connections();
     return n;
+  }
+  void stop_accepting() {
+    for (auto& l : tcp) l->stop_accepting();
+    for (auto& l : http) l->stop_accepting();
+  }
+  ~Worker() {
+    http.clear();  // before the context their connections use
+    tcp.clear();
   }
 };
 
@@ -57,6 +70,17 @@ class RuntimeImpl final : public Runtime {
 
   Result<void> build() {
     for (auto& b : cfg_->backends) backends_.push_back(std::make_unique<upstream::Backend>(b));
+    // Routers are built once and shared read-only by every worker.
+    std::vector<std::shared_ptr<const http::Router>> routers(cfg_->listeners.size());
+    for (size_t i = 0; i < cfg_->listeners.size(); ++i) {
+      auto& l = cfg_->listeners[i];
+      if (l.protocol != config::Protocol::kHttp) continue;
+      auto router = http::Router::build(l);
+      if (!router) return Error{0, "listener '" + l.name + "': " + router.error().message};
+      routers[i] = std::shared_ptr<const http::Router>(std::move(*router));
+    }
+    std::vector<upstream::Backend*> backend_ptrs;
+    for (auto& b : backends_) backend_ptrs.push_back(b.get());
     size_t n = cfg_->workers ? cfg_->workers : std::max(1u, std::thread::hardware_concurrency());
     long fds = raise_fd_limit();
     FULCRUM_LOG(kDebug, "descriptor limit %ld", fds);
@@ -64,10 +88,18 @@ class RuntimeImpl final : public Runtime {
       auto w = std::make_unique<Worker>(i);
       for (size_t b = 0; b < backends_.size(); ++b)
         w->pickers.push_back(std::make_unique<lb::Picker>(*backends_[b], 0x9E3779B97F4A7C15ull * (i + 1) + b));
-      for (auto& l : cfg_->listeners) {
-        if (l.protocol != config::Protocol::kTcp) continue;
+      std::vector<lb::Picker*> picker_ptrs;
+      for (auto& p : w->pickers) picker_ptrs.push_back(p.get());
+      w->http_ctx = std::make_unique<http::HttpContext>(w->loop, backend_ptrs, picker_ptrs);
+      for (size_t li = 0; li < cfg_->listeners.size(); ++li) {
+        auto& l = cfg_->listeners[li];
+        if (l.protocol != config::Protocol::kTcp && l.protocol != config::Protocol::kHttp) continue;
         auto fd = listen_socket(l.bind);
         if (!fd) return Error{0, "listener '" + l.name + "': " + fd.error().message + ": " + strerror(fd.error().code)};
+        if (l.protocol == config::Protocol::kHttp) {
+          w->http.push_back(std::make_unique<http::HttpListener>(*w->http_ctx, *cfg_, l, routers[li], std::move(*fd)));
+          continue;
+        }
         size_t bi = backend_index(l.backend);
         w->tcp.push_back(std::make_unique<l4::TcpListener>(w->loop, w->pipes, l, backends_[bi]->spec(),
                                                            *w->pickers[bi], std::move(*fd)));
@@ -144,9 +176,7 @@ class RuntimeImpl final : public Runtime {
                 static_cast<long long>(cfg_->shutdown_grace.count()));
     for (auto& w : workers_) {
       Worker* wp = w.get();
-      wp->loop.post([wp] {
-        for (auto& l : wp->tcp) l->stop_accepting();
-      });
+      wp->loop.post([wp] { wp->stop_accepting(); });
     }
     drain_timer_.arm(Millis(20));
   }

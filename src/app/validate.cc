@@ -46,10 +46,15 @@ std::optional<config::ConfigError> validate(const config::Config& cfg) {
 
 std::optional<config::ConfigError> check_runnable(const config::Config& cfg) {
   for (auto& l : cfg.listeners) {
-    if (l.protocol != config::Protocol::kTcp)
+    if (l.protocol != config::Protocol::kTcp && l.protocol != config::Protocol::kHttp)
       return cfg.error_at(l.protocol_mark, std::string("protocol '") + config::protocol_name(l.protocol) +
                                                "' is not implemented in this build yet (listener '" + l.name + "')");
   }
+  for (auto& l : cfg.listeners)
+    for (auto& r : l.routes)
+      if (r.static_site || r.cache)
+        return cfg.error_at(r.mark, "listener '" + l.name + "': " + (r.static_site ? "static" : "cache") +
+                                        " routes are not implemented in this build yet");
   return std::nullopt;
 }
 

@@ -91,9 +91,13 @@ class Picker {
   upstream::Backend& backend() const { return backend_; }
   // nullptr when no server can take the request (all down, or all tried).
   upstream::Server* pick(const PickContext& ctx);
+  // Whether `s` takes new traffic now (is in the serving set): sticky sessions follow a server
+  // only while it does.
+  bool serving(const upstream::Server& s);
 
  private:
   void rebuild();
+  std::vector<uint8_t> serving_;  // by Server::index()
   upstream::Backend& backend_;
   const Algorithm* algorithm_;
   uint64_t seed_;

@@ -19,9 +19,7 @@ namespace {
 class LeastTime final : public Balancer {
  public:
   LeastTime(std::vector<Candidate> candidates, uint64_t seed)
-      : candidates_(std::move(candidates)),
-        turns_(smooth_sequence(candidates_)),
-        ewma_(candidates_.size()) {
+      : candidates_(std::move(candidates)), turns_(smooth_sequence(candidates_)), ewma_(candidates_.size()) {
     if (!turns_.empty()) next_turn_ = mix64(seed) % turns_.size();
   }
 

@@ -12,13 +12,22 @@ Picker::Picker(upstream::Backend& backend, uint64_t seed)
 void Picker::rebuild() {
   built_generation_ = backend_.generation();
   std::vector<Candidate> candidates;
-  for (upstream::Server* s : backend_.serving()) candidates.push_back({s, s->weight()});
+  serving_.assign(backend_.servers().size(), 0);
+  for (upstream::Server* s : backend_.serving()) {
+    candidates.push_back({s, s->weight()});
+    serving_[s->index()] = 1;
+  }
   balancer_ = algorithm_->make(std::move(candidates), seed_);
 }
 
 upstream::Server* Picker::pick(const PickContext& ctx) {
   if (!balancer_ || built_generation_ != backend_.generation()) rebuild();
   return balancer_->pick(ctx);
+}
+
+bool Picker::serving(const upstream::Server& s) {
+  if (!balancer_ || built_generation_ != backend_.generation()) rebuild();
+  return s.index() < serving_.size() && serving_[s.index()];
 }
 
 }  // namespace fulcrum::lb

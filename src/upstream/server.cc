@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/log.h"
+
 namespace fulcrum::upstream {
 
 const char* state_name(State s) {
@@ -24,7 +26,10 @@ Server::Server(const config::Server& spec, size_t index, Backend* backend)
       backup_(spec.backup),
       configured_weight_(spec.weight),
       backend_(backend),
-      weight_(spec.weight) {}
+      weight_(spec.weight),
+      base_weight_(spec.weight) {
+  if (const auto& p = backend->spec().health.passive) passive_threshold_ = p->consecutive_errors;
+}
 
 void Server::set_health(Health h) {
   if (health_.exchange(h, std::memory_order_acq_rel) != h) backend_->bump();
@@ -34,8 +39,69 @@ void Server::set_admin(Admin a) {
   if (admin_.exchange(a, std::memory_order_acq_rel) != a) backend_->bump();
 }
 
+namespace {
+// Base weights are at most 256 (config), so base * 1000 fits in 32 bits many times over.
+uint32_t scaled_weight(uint32_t base, uint32_t permille) {
+  if (base == 0) return 0;
+  uint32_t w = static_cast<uint32_t>(static_cast<uint64_t>(base) * permille / 1000);
+  return w == 0 ? 1 : w;
+}
+}  // namespace
+
+uint32_t Server::base_weight() const {
+  std::lock_guard lock(cold_mu_);
+  return base_weight_;
+}
+
+uint32_t Server::ramp() const {
+  std::lock_guard lock(cold_mu_);
+  return ramp_permille_;
+}
+
+// The lock orders the two setters: without it the API and slow start could each compute from
+// the other's old half and leave a stale effective weight.
 void Server::set_weight(uint32_t w) {
-  if (weight_.exchange(w, std::memory_order_acq_rel) != w) backend_->bump();
+  std::lock_guard lock(cold_mu_);
+  base_weight_ = w;
+  uint32_t eff = scaled_weight(base_weight_, ramp_permille_);
+  if (weight_.exchange(eff, std::memory_order_acq_rel) != eff) backend_->bump();
+}
+
+void Server::set_ramp(uint32_t permille) {
+  std::lock_guard lock(cold_mu_);
+  ramp_permille_ = std::min<uint32_t>(permille, 1000);
+  uint32_t eff = scaled_weight(base_weight_, ramp_permille_);
+  if (weight_.exchange(eff, std::memory_order_acq_rel) != eff) backend_->bump();
+}
+
+void Server::eject() {
+  if (ejected_.exchange(true, std::memory_order_acq_rel)) return;
+  ejections_.fetch_add(1, std::memory_order_relaxed);
+  backend_->bump();
+  uint32_t errors = hot_.consecutive_errors.load(std::memory_order_relaxed);
+  FULCRUM_LOG_LIMITED(kWarn, "backend %s server %s ejected: %u consecutive errors on live traffic",
+                      backend_->name().c_str(), name_.c_str(), errors);
+  if (auto* l = ejection_listener_.load(std::memory_order_acquire)) l->on_ejected(*this);
+}
+
+bool Server::un_eject() {
+  // Reset first: errors counted while it was out (requests already in flight) must not count
+  // against its return.
+  hot_.consecutive_errors.store(0, std::memory_order_relaxed);
+  if (!ejected_.exchange(false, std::memory_order_acq_rel)) return false;
+  backend_->bump();
+  return true;
+}
+
+void Server::record_check(const CheckReport& report) {
+  if (report.result < kCheckResults) checks_[report.result].fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard lock(cold_mu_);
+  last_check_ = report;
+}
+
+CheckReport Server::last_check() const {
+  std::lock_guard lock(cold_mu_);
+  return last_check_;
 }
 
 void Server::record_time_us(uint32_t us) {
@@ -83,7 +149,7 @@ std::vector<Server*> Backend::serving() const {
 State Backend::state_of(const Server& s) const {
   if (s.admin() == Admin::kDisabled) return State::kDisabled;
   if (s.admin() == Admin::kDrain) return State::kDrain;
-  if (s.health() == Health::kDown) return State::kDown;
+  if (s.health() == Health::kDown || s.ejected()) return State::kDown;
   if (s.health() == Health::kChecking) return State::kChecking;
   if (s.backup()) {
     auto set = serving();

@@ -3,9 +3,12 @@
 // agent) and read on the hot path; its live counters sit on their own cache line, bumped with
 // relaxed atomics, so workers do not false-share with the state bits.
 #pragma once
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -23,6 +26,31 @@ enum class State : uint8_t { kChecking, kUp, kDown, kDrain, kDisabled, kStandby 
 const char* state_name(State s);
 
 class Backend;
+class Server;
+
+// The outcome of the last active health check, for the admin API (`last_check`) and metrics.
+// The health thread writes it once per check and the admin thread reads it: both cold, so a copy
+// under a mutex.
+struct CheckReport {
+  bool valid = false;   // false until the first check has finished
+  bool passed = false;
+  uint8_t result = 0;   // health::Reason as a number (an index into Server::checks())
+  std::string code;     // short code: "L4OK", "L7STS", "L4TOUT"
+  std::string detail;   // "HTTP 503", "timeout after 1s", "connection refused"
+  uint32_t duration_us = 0;
+  std::chrono::system_clock::time_point at{};  // when it finished (wall clock, for people)
+  uint32_t consecutive = 0;  // passes in a row if passed, failures in a row if not
+};
+
+// Told when live traffic ejects a server (passive checks), so that someone arms the timer that
+// brings it back. Called on the worker thread that saw the last error: post, do not work.
+class EjectionListener {
+ public:
+  virtual void on_ejected(Server& server) = 0;
+
+ protected:
+  ~EjectionListener() = default;
+};
 
 class Server {
  public:
@@ -39,18 +67,62 @@ class Server {
 
   Health health() const { return health_.load(std::memory_order_acquire); }
   Admin admin() const { return admin_.load(std::memory_order_acquire); }
+  // Ejected by passive checks: errors on live traffic took it out for `health.passive.eject`.
+  bool ejected() const { return ejected_.load(std::memory_order_acquire); }
   // Takes traffic as far as its own state goes (the backend decides about spares).
-  bool usable() const { return health() == Health::kUp && admin() == Admin::kNone && weight() > 0; }
+  bool usable() const {
+    return health() == Health::kUp && admin() == Admin::kNone && !ejected() && weight() > 0;
+  }
 
   uint32_t configured_weight() const { return configured_weight_; }
   // The weight balancers use: configured (or set by the API), scaled by agent reports and slow
   // start. 0 means no new traffic.
   uint32_t weight() const { return weight_.load(std::memory_order_relaxed); }
+  // The weight before slow start scales it: configured, or what the API set.
+  uint32_t base_weight() const;
 
   // Rare path: each setter bumps the backend's generation so workers rebuild their balancers.
   void set_health(Health h);
   void set_admin(Admin a);
+  // Sets the base weight; slow start, if ramping, goes on scaling the new value.
   void set_weight(uint32_t w);
+  // Slow start: the share of the base weight in use, in per mille (1000 = all of it). The
+  // effective weight never drops below 1 while the base is above 0, so a ramping server is
+  // still picked now and then.
+  void set_ramp(uint32_t permille);
+  uint32_t ramp() const;
+
+  // Passive checks. Hot path: the proxies call this once per request or connection outcome (ok =
+  // the server answered; !ok = connect failed, reset, timed out, 5xx where they count those).
+  // `health.passive.consecutive_errors` errors in a row eject the server until
+  // un_eject(); without `passive` it does nothing.
+  void report_outcome(bool ok) {
+    if (passive_threshold_ == 0) return;
+    if (ok) {
+      // Load first: a store to a line every worker reads would bounce it on every success.
+      if (hot_.consecutive_errors.load(std::memory_order_relaxed) != 0)
+        hot_.consecutive_errors.store(0, std::memory_order_relaxed);
+      return;
+    }
+    // Only the error that reaches the threshold exactly ejects: racing workers cannot eject twice.
+    if (hot_.consecutive_errors.fetch_add(1, std::memory_order_relaxed) + 1 == passive_threshold_) eject();
+  }
+  // Takes the server out now and tells the listener (passive ejection; tests).
+  void eject();
+  // Returns an ejected server (the health thread, after `eject`). False if it was not ejected.
+  bool un_eject();
+  void set_ejection_listener(EjectionListener* l) { ejection_listener_.store(l, std::memory_order_release); }
+  uint64_t ejections() const { return ejections_.load(std::memory_order_relaxed); }
+
+  // Active checks: the health thread records each result; the API and metrics read them.
+  static constexpr size_t kCheckResults = 16;  // >= health::Reason's count (static_assert there)
+  void record_check(const CheckReport& report);
+  CheckReport last_check() const;
+  // Checks that ended with result `r` (health::Reason as a number), since start.
+  uint64_t checks(size_t r) const { return r < kCheckResults ? checks_[r].load(std::memory_order_relaxed) : 0; }
+  // Health state changes (checking/up/down) since start.
+  uint64_t transitions() const { return transitions_.load(std::memory_order_relaxed); }
+  void count_transition() { transitions_.fetch_add(1, std::memory_order_relaxed); }
 
   // Hot path counters, shared across workers.
   int32_t active() const { return hot_.active.load(std::memory_order_relaxed); }
@@ -72,12 +144,24 @@ class Server {
   bool backup_;
   uint32_t configured_weight_;
   Backend* backend_;
+  uint32_t passive_threshold_ = 0;  // health.passive.consecutive_errors; 0 = off
   std::atomic<Health> health_{Health::kChecking};
   std::atomic<Admin> admin_{Admin::kNone};
-  std::atomic<uint32_t> weight_;
+  std::atomic<bool> ejected_{false};
+  std::atomic<uint32_t> weight_;  // base_weight_ scaled by ramp_permille_
+  std::atomic<EjectionListener*> ejection_listener_{nullptr};
+  // Cold: weight setters (API, slow start) and check reports.
+  mutable std::mutex cold_mu_;
+  uint32_t base_weight_;
+  uint32_t ramp_permille_ = 1000;
+  CheckReport last_check_;
+  std::array<std::atomic<uint64_t>, kCheckResults> checks_{};
+  std::atomic<uint64_t> transitions_{0};
+  std::atomic<uint64_t> ejections_{0};
   struct alignas(64) Hot {
     std::atomic<int32_t> active{0};
     std::atomic<uint32_t> ewma_us{0};
+    std::atomic<uint32_t> consecutive_errors{0};  // passive checks
     std::atomic<uint64_t> requests{0};
     std::atomic<uint64_t> failures{0};
   } hot_;

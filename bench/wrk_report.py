@@ -1,0 +1,73 @@
+#!/usr/bin/python3
+"""Summarises wrk runs: DIR/NAME.ROUND files (wrk --latency output), one row per target with the
+median over rounds of req/s, p50, p99 and MB/s, the errors summed over rounds, and the ratio of
+req/s (and of MB/s) to the first target, the reference.
+usage: wrk_report.py DIR ROUNDS NAME [NAME ...]"""
+import re
+import statistics
+import sys
+
+
+def ms(v):
+    n, u = re.match(r"([\d.]+)(us|ms|s|m)$", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[u]
+
+
+def mb(v):
+    n, u = re.match(r"([\d.]+)(B|KB|MB|GB)$", v).groups()
+    return float(n) * {"B": 1e-6, "KB": 1e-3, "MB": 1.0, "GB": 1e3}[u]
+
+
+def parse(text):
+    """(req/s, p50 ms, p99 ms, MB/s, errors) of one wrk run, or None when it printed no result."""
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if not m:
+        return None
+    errors = 0
+    e = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if e:
+        errors += int(e.group(1))
+    e = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if e:
+        errors += sum(map(int, e.groups()))
+    return (float(m.group(1)), ms(re.search(r"50%\s+(\S+)", text).group(1)),
+            ms(re.search(r"99%\s+(\S+)", text).group(1)),
+            mb(re.search(r"Transfer/sec:\s+(\S+)", text).group(1)), errors)
+
+
+def main():
+    if len(sys.argv) < 4:
+        sys.exit(__doc__)
+    out, rounds, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    rows = {}
+    for name in names:
+        runs, failed = [], 0
+        for r in range(1, rounds + 1):
+            try:
+                with open("%s/%s.%d" % (out, name, r)) as f:
+                    res = parse(f.read())
+            except OSError:
+                res = None
+            if res is None:
+                failed += 1
+            else:
+                runs.append(res)
+        med = [statistics.median(x[i] for x in runs) if runs else 0.0 for i in range(4)]
+        rows[name] = med + [sum(x[4] for x in runs), failed]
+    ref_rps, ref_mbs = rows[names[0]][0] or 1.0, rows[names[0]][3] or 1.0
+    print("%-14s%11s%9s%9s%10s%8s%8s%8s" % ("target", "req/s", "p50 ms", "p99 ms", "MB/s",
+                                             "errors", "ratio", "MB/s r"))
+    for name, (rps, p50, p99, mbs, errors, failed) in rows.items():
+        note = "  (%d of %d runs gave no result)" % (failed, rounds) if failed else ""
+        print("%-14s%11.0f%9.2f%9.2f%10.1f%8d%8.2f%8.2f%s" % (
+            name, rps, p50, p99, mbs, errors, rps / ref_rps, mbs / ref_mbs, note))
+    ref = names[0]
+    for name in names[1:]:
+        if name.startswith("fulcrum"):
+            print("%s/%s: req/s %.2f, p99 %.2f" % (
+                name, ref, rows[name][0] / ref_rps,
+                (rows[name][2] / rows[ref][2]) if rows[ref][2] else 0.0))
+
+
+if __name__ == "__main__":
+    main()

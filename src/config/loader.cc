@@ -1,0 +1,996 @@
+// Loads and validates the YAML config into an immutable Config, strictly: every key known, every
+// value typed and in range, every backend name resolved, each error at the FILE:LINE:COL of the
+// key or value at fault. Start-up and reload only, on whichever thread loads (blocks on the file
+// read and on server-name lookups). Exceptions carry the first error up the walk and are caught
+// in load_text; none leaves this file. One file because the walk mirrors the schema top to bottom.
+#include "config/loader.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <initializer_list>
+#include <limits>
+
+namespace fulcrum::config {
+namespace {
+
+constexpr uint64_t kNoMax = std::numeric_limits<uint32_t>::max();
+
+struct Failure {
+  Mark mark;
+  std::string message;
+};
+
+[[noreturn]] void fail(Mark mark, std::string message) { throw Failure{mark, std::move(message)}; }
+
+// yaml-cpp counts lines and columns from 0; editors and compilers count from 1.
+Mark mark_of(const YAML::Mark& m) {
+  if (m.is_null() || m.line < 0) return {};
+  return {m.line + 1, m.column + 1};
+}
+
+std::string describe(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Scalar:
+      return "'" + n.Scalar() + "'";
+    default:
+      return "nothing";
+  }
+}
+
+std::string lower(std::string s) {
+  for (char& c : s)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
+std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+std::string format_ms(Millis ms) {
+  auto n = ms.count();
+  if (n != 0 && n % 1000 == 0) return std::to_string(n / 1000) + "s";
+  return std::to_string(n) + "ms";
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// One value found in a map or a list. A null value (`key:` and nothing) has no useful mark in
+// yaml-cpp (it points at whatever token follows), so it borrows its key's.
+struct Field {
+  std::string key;  // the map key, or the list's key for its items; for messages
+  YAML::Node node;
+  Mark key_mark;
+
+  Mark mark() const {
+    if (!node.IsDefined() || node.IsNull()) return key_mark;
+    Mark m = mark_of(node.Mark());
+    return m.line != 0 ? m : key_mark;
+  }
+  std::string label() const { return key.empty() ? "value" : in_quotes(key); }
+  std::string for_key() const { return key.empty() ? "" : " for " + in_quotes(key); }
+  const std::string& text() const { return node.Scalar(); }
+};
+
+// A YAML map checked against the keys its place in the schema allows. Unknown and repeated keys
+// fail here, so the readers below only ever look up known words. (yaml-cpp keeps repeated keys
+// and answers lookups with the first, which would silently drop the second.)
+class Map {
+ public:
+  Map(const Field& f, std::string what, std::initializer_list<std::string_view> allowed)
+      : what_(std::move(what)), mark_(f.mark()) {
+    if (!f.node.IsMap()) fail(f.mark(), "expected a map" + f.for_key() + ", got " + describe(f.node));
+    // Copies, not references: the iterator hands out a temporary pair.
+    for (const auto& pair : f.node) {
+      const YAML::Node k = pair.first;
+      Mark km = mark_of(k.Mark());
+      if (!k.IsScalar()) fail(km, "expected a plain key in " + what_ + ", got " + describe(k));
+      const std::string& key = k.Scalar();
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
+        fail(km, "unknown key " + in_quotes(key) + " in " + what_ + suggest(key, allowed));
+      for (const Field& seen : fields_)
+        if (seen.key == key)
+          fail(km, "duplicate key " + in_quotes(key) + " in " + what_ + " (first at line " +
+                       std::to_string(seen.key_mark.line) + ")");
+      fields_.push_back(Field{key, pair.second, km});
+    }
+  }
+
+  const Field* get(std::string_view key) const {
+    for (const Field& f : fields_)
+      if (f.key == key) return &f;
+    return nullptr;
+  }
+  const Field& need(std::string_view key) const {
+    if (const Field* f = get(key)) return *f;
+    fail(mark_, "missing " + in_quotes(key) + " in " + what_);
+  }
+  const std::vector<Field>& fields() const { return fields_; }
+  Mark mark() const { return mark_; }
+
+ private:
+  static std::string suggest(std::string_view key, std::initializer_list<std::string_view> allowed) {
+    std::string_view best;
+    size_t best_d = 3;  // a typo is one or two edits away; beyond that it is another word
+    for (std::string_view a : allowed) {
+      size_t d = edit_distance(key, a);
+      if (d < best_d && d < a.size()) best = a, best_d = d;
+    }
+    return best.empty() ? "" : " (did you mean " + in_quotes(best) + "?)";
+  }
+
+  std::string what_;
+  Mark mark_;
+  std::vector<Field> fields_;
+};
+
+// ---- scalar readers: each fails at the value's mark with what was expected and what was found
+
+std::string str(const Field& f, bool allow_empty = false) {
+  if (!f.node.IsScalar()) fail(f.mark(), "expected a string" + f.for_key() + ", got " + describe(f.node));
+  if (!allow_empty && f.text().empty()) fail(f.mark(), f.label() + " must not be empty");
+  return f.text();
+}
+
+uint64_t num(const Field& f, uint64_t lo, uint64_t hi) {
+  if (!f.node.IsScalar()) fail(f.mark(), "expected a number" + f.for_key() + ", got " + describe(f.node));
+  std::string_view s = f.text();
+  bool negative = !s.empty() && s.front() == '-';
+  std::string_view digits = negative ? s.substr(1) : s;
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+  bool all_digits = !digits.empty() && p == digits.data() + digits.size();
+  if (ec == std::errc::invalid_argument || (ec == std::errc() && !all_digits))
+    fail(f.mark(), "expected a number" + f.for_key() + ", got " + in_quotes(s));
+  if (ec != std::errc() || (negative && v != 0) || v < lo || v > hi) {
+    std::string range =
+        hi >= kNoMax ? std::to_string(lo) + " or more" : std::to_string(lo) + "-" + std::to_string(hi);
+    fail(f.mark(), f.label() + " must be " + range + ", got " + std::string(s));
+  }
+  return v;
+}
+
+uint32_t num32(const Field& f, uint64_t lo, uint64_t hi = kNoMax) {
+  return static_cast<uint32_t>(num(f, lo, hi));
+}
+
+bool boolean(const Field& f) {
+  if (f.node.IsScalar()) {
+    std::string s = lower(f.text());
+    if (s == "true" || s == "yes" || s == "on") return true;
+    if (s == "false" || s == "no" || s == "off") return false;
+  }
+  fail(f.mark(), "expected true or false" + f.for_key() + ", got " + describe(f.node));
+}
+
+Millis duration(const Field& f, bool zero_ok) {
+  std::string s = str(f);
+  Millis ms{0};
+  if (!parse_duration(s, &ms))
+    fail(f.mark(), "bad duration " + in_quotes(s) + ": expected e.g. 250ms, 2s, 1m");
+  if (!zero_ok && ms.count() == 0) fail(f.mark(), f.label() + " must be more than 0");
+  return ms;
+}
+
+uint64_t size(const Field& f, bool zero_ok) {
+  std::string s = str(f);
+  uint64_t n = 0;
+  if (!parse_size(s, &n))
+    fail(f.mark(), "bad size " + in_quotes(s) + ": expected e.g. 512KiB, 64MiB, 1GiB or bytes");
+  if (!zero_ok && n == 0) fail(f.mark(), f.label() + " must be more than 0");
+  return n;
+}
+
+std::vector<Field> list(const Field& f) {
+  if (!f.node.IsSequence()) fail(f.mark(), "expected a list" + f.for_key() + ", got " + describe(f.node));
+  std::vector<Field> items;
+  for (const YAML::Node& item : f.node) items.push_back(Field{f.key, item, f.mark()});
+  return items;
+}
+
+// Names show up in metrics labels, log lines and admin URLs (/api/v1/backends/{b}/servers/{s}),
+// so they keep to characters that need no quoting or escaping in any of those.
+std::string name(const Field& f) {
+  std::string s = str(f);
+  for (char c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
+      fail(f.mark(), "bad name " + in_quotes(s) + ": use letters, digits, '-', '_' and '.'");
+  return s;
+}
+
+// RFC 9110 section 5.6.2: header names, cookie names and methods are tokens.
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && !std::strchr("!#$%&'*+-.^_`|~", c)) return false;
+  return true;
+}
+
+std::string token(const Field& f, std::string_view what) {
+  std::string s = str(f);
+  if (!is_token(s)) fail(f.mark(), "bad " + std::string(what) + " " + in_quotes(s) + ": not an HTTP token");
+  return s;
+}
+
+// Lower case, no trailing dot; labels of 1-63 letters, digits, '-' or '_', 253 in all
+// (RFC 1035 section 2.3.4; '_' for service names like _sip._tcp).
+bool normalise_dns_name(std::string* name) {
+  *name = lower(*name);
+  if (!name->empty() && name->back() == '.') name->pop_back();
+  if (name->empty() || name->size() > 253) return false;
+  size_t label = 0;
+  for (char c : *name) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
+    if (++label > 63) return false;
+  }
+  return label != 0;
+}
+
+std::vector<KeyValue> key_values(const Field& f, std::string_view what, bool names_are_tokens) {
+  if (!f.node.IsMap()) fail(f.mark(), "expected a map" + f.for_key() + ", got " + describe(f.node));
+  std::vector<KeyValue> out;
+  for (const auto& pair : f.node) {
+    Field k{f.key, pair.first, f.mark()};
+    std::string key = names_are_tokens ? token(k, what) : str(k);
+    for (const KeyValue& kv : out)
+      if (kv.key == key) fail(k.mark(), "duplicate " + std::string(what) + " " + in_quotes(key));
+    out.push_back({key, str(Field{key, pair.second, k.mark()}, true)});
+  }
+  return out;
+}
+
+Cidr cidr(const Field& f) {
+  std::string s = str(f);
+  Cidr c;
+  if (!parse_cidr(s, &c))
+    fail(f.mark(), "bad CIDR " + in_quotes(s) + ": expected e.g. 10.0.0.0/8 or 2001:db8::/32");
+  return c;
+}
+
+// "200/s" or "6000/m": the unit makes the reader's intent plain, so there is no bare number.
+Rate rate(const Field& f) {
+  std::string s = str(f);
+  auto bad = [&]() { fail(f.mark(), "bad rate " + in_quotes(s) + ": expected e.g. 200/s or 6000/m"); };
+  auto slash = s.find('/');
+  if (slash == std::string::npos) bad();
+  std::string_view n(s.data(), slash), unit(s.data() + slash + 1, s.size() - slash - 1);
+  if (n.empty() || !std::isdigit(static_cast<unsigned char>(n.front()))) bad();
+  double v = 0;
+  auto [p, ec] = std::from_chars(n.data(), n.data() + n.size(), v, std::chars_format::fixed);
+  if (ec != std::errc() || p != n.data() + n.size()) bad();
+  if (unit == "m")
+    v /= 60;
+  else if (unit != "s")
+    bad();
+  if (!(v > 0)) fail(f.mark(), "rate must be more than 0");
+  return Rate{v};
+}
+
+bool is_unspecified(const SocketAddress& a) {
+  std::string_view ip = a.ip_bytes();
+  return std::all_of(ip.begin(), ip.end(), [](char c) { return c == 0; });
+}
+
+bool is_loopback(const SocketAddress& a) {
+  std::string_view ip = a.ip_bytes();
+  if (a.family() == AF_INET) return ip.size() == 4 && static_cast<unsigned char>(ip[0]) == 127;
+  static constexpr char kV6Loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  return ip == std::string_view(kV6Loopback, 16);
+}
+
+// Listener and admin addresses are numeric (or *:port): a bind address that needs DNS to mean
+// something would change meaning between reloads.
+SocketAddress bind_address(const Field& f) {
+  auto r = SocketAddress::parse(str(f), false);
+  if (!r) fail(f.mark(), r.error().message);
+  return *r;
+}
+
+constexpr unsigned bit(Protocol p) { return 1u << static_cast<unsigned>(p); }
+constexpr unsigned kL7 = bit(Protocol::kHttp) | bit(Protocol::kHttps) | bit(Protocol::kForwardProxy);
+
+// Listener keys that only some protocols use. Refused elsewhere rather than ignored: a `tls`
+// block on an http listener means the user believes it is encrypted.
+struct ScopedKey {
+  std::string_view key;
+  unsigned protocols;
+  std::string_view which;
+  std::string_view hint;
+};
+constexpr ScopedKey kScopedListenerKeys[] = {
+    {"tls", bit(Protocol::kHttps), "https", ""},
+    {"routes", bit(Protocol::kHttp) | bit(Protocol::kHttps), "http and https", ""},
+    {"backend", bit(Protocol::kTcp) | bit(Protocol::kUdp), "tcp and udp",
+     "; http listeners name backends in routes"},
+    {"proxy_protocol", bit(Protocol::kTcp), "tcp", ""},
+    {"idle_timeout", bit(Protocol::kTcp) | bit(Protocol::kUdp), "tcp and udp",
+     "; http listeners use protect.idle_timeout"},
+    {"zones", bit(Protocol::kDns), "dns", ""},
+    {"acl", bit(Protocol::kForwardProxy), "forward_proxy", ""},
+    {"cache", bit(Protocol::kForwardProxy), "forward_proxy", "; http listeners put cache on a route"},
+};
+
+// Protect keys that need an HTTP request to act on.
+constexpr std::string_view kL7ProtectKeys[] = {"header_timeout", "idle_timeout", "max_header_bytes",
+                                               "max_body_bytes", "rules"};
+
+struct BackendRef {
+  std::string name;
+  Mark mark;
+};
+
+class Parser {
+ public:
+  explicit Parser(Config& cfg) : cfg_(cfg) {}
+
+  void parse(const YAML::Node& root) {
+    if (!root.IsDefined() || root.IsNull())
+      fail(Mark{1, 1}, "config is empty: expected a map with listeners and backends");
+    Map m(Field{"", root, Mark{1, 1}}, "config",
+          {"workers", "shutdown_grace", "admin", "access_log", "listeners", "backends"});
+    // In document order, so the first error reported is the first one in the file.
+    for (const Field& f : m.fields()) {
+      if (f.key == "workers")
+        cfg_.workers = workers(f);
+      else if (f.key == "shutdown_grace")
+        cfg_.shutdown_grace = duration(f, true);
+      else if (f.key == "admin")
+        cfg_.admin = admin(f);
+      else if (f.key == "access_log")
+        cfg_.access_log = access_log(f);
+      else if (f.key == "listeners")
+        listeners(f);
+      else if (f.key == "backends")
+        backends(f);
+    }
+    for (const BackendRef& ref : refs_)
+      if (cfg_.find_backend(ref.name) == nullptr) fail(ref.mark, "unknown backend " + in_quotes(ref.name));
+    check_binds();
+  }
+
+ private:
+  // Relative paths are taken from the config file's folder, so a config moves with its files
+  // and does not depend on the directory fulcrum was started from.
+  std::string path(const Field& f) {
+    std::filesystem::path p(str(f));
+    if (p.is_relative()) p = std::filesystem::path(cfg_.dir) / p;
+    return p.lexically_normal().string();
+  }
+
+  void ref(std::string name, Mark mark) { refs_.push_back({std::move(name), mark}); }
+
+  uint32_t workers(const Field& f) {
+    if (f.node.IsScalar() && f.text() == "auto") return 0;
+    if (f.node.IsScalar()) {
+      uint64_t n = 0;
+      const std::string& s = f.text();
+      auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+      if (ec == std::errc() && p == s.data() + s.size() && n >= 1 && n <= 256)
+        return static_cast<uint32_t>(n);
+    }
+    fail(f.mark(), "'workers' must be auto or 1-256, got " + describe(f.node));
+  }
+
+  Admin admin(const Field& f) {
+    Map m(f, "admin", {"listen", "token_file"});
+    Admin a;
+    a.mark = m.mark();
+    const Field& listen = m.need("listen");
+    a.listen = bind_address(listen);
+    a.listen_mark = listen.mark();
+    if (const Field* t = m.get("token_file")) a.token_file = path(*t);
+    // The API drains servers and reloads the config: never open to the network by accident.
+    if (a.token_file.empty() && !is_loopback(a.listen))
+      fail(listen.mark(), "admin listen " + a.listen.to_string() +
+                              " is not a loopback address: set token_file, or listen on 127.0.0.1");
+    return a;
+  }
+
+  AccessLog access_log(const Field& f) {
+    Map m(f, "access_log", {"path", "format"});
+    AccessLog log;
+    if (const Field* p = m.get("path")) {
+      std::string s = str(*p);
+      log.path = (s == "stdout" || s == "stderr" || s == "off") ? s : path(*p);
+    }
+    if (const Field* fmt = m.get("format")) {
+      log.format = str(*fmt);
+      if (log.format != "json" && log.format != "combined")
+        fail(fmt->mark(),
+             "unknown access_log format " + in_quotes(log.format) + ": expected json or combined");
+    }
+    return log;
+  }
+
+  // ---- listeners
+
+  void listeners(const Field& f) {
+    for (const Field& item : list(f)) {
+      Listener l = listener(item);
+      for (const Listener& seen : cfg_.listeners)
+        if (seen.name == l.name)
+          fail(name_mark_, "duplicate listener " + in_quotes(l.name) + " (first at line " +
+                               std::to_string(seen.mark.line) + ")");
+      cfg_.listeners.push_back(std::move(l));
+    }
+  }
+
+  Listener listener(const Field& f) {
+    Map m(f, "listener",
+          {"name", "bind", "protocol", "tls", "protect", "routes", "backend", "proxy_protocol",
+           "idle_timeout", "zones", "acl", "cache"});
+    Listener l;
+    l.mark = m.mark();
+    const Field& name_field = m.need("name");
+    l.name = name(name_field);
+    name_mark_ = name_field.mark();
+    const Field& b = m.need("bind");
+    l.bind = bind_address(b);
+    l.bind_mark = b.mark();
+    l.protocol_mark = l.mark;
+    if (const Field* p = m.get("protocol")) {
+      l.protocol = protocol(*p);
+      l.protocol_mark = p->mark();
+    }
+    const std::string proto = protocol_name(l.protocol);
+    const std::string what = proto + " listener " + in_quotes(l.name);
+    for (const ScopedKey& k : kScopedListenerKeys) {
+      const Field* kf = m.get(k.key);
+      if (kf && !(k.protocols & bit(l.protocol)))
+        fail(kf->key_mark, in_quotes(k.key) + " is only for " + std::string(k.which) + " listeners, and " +
+                               in_quotes(l.name) + " is " + proto + std::string(k.hint));
+    }
+
+    if (const Field* t = m.get("tls")) {
+      for (const Field& item : list(*t)) l.tls.push_back(tls_cert(item));
+      if (l.tls.empty()) fail(t->mark(), "'tls' needs at least one certificate");
+    } else if (l.protocol == Protocol::kHttps) {
+      fail(l.mark, what + " needs 'tls' with at least one certificate");
+    }
+
+    if (const Field* p = m.get("protect")) l.protect = protect(*p, l.protocol, l.name);
+
+    if (const Field* r = m.get("routes")) {
+      routes(*r, &l.routes);
+    } else if (l.protocol == Protocol::kHttp || l.protocol == Protocol::kHttps) {
+      fail(l.mark, what + " needs 'routes'");
+    }
+
+    if (const Field* be = m.get("backend")) {
+      l.backend = str(*be);
+      l.backend_mark = be->mark();
+      ref(l.backend, l.backend_mark);
+    } else if (l.protocol == Protocol::kTcp || l.protocol == Protocol::kUdp) {
+      fail(l.mark, what + " needs 'backend'");
+    }
+
+    if (const Field* pp = m.get("proxy_protocol")) {
+      std::string s = str(*pp);
+      if (s == "off")
+        l.proxy_protocol = ProxyProtocol::kOff;
+      else if (s == "v1")
+        l.proxy_protocol = ProxyProtocol::kV1;
+      else if (s == "v2")
+        l.proxy_protocol = ProxyProtocol::kV2;
+      else
+        fail(pp->mark(), "bad proxy_protocol " + in_quotes(s) + ": expected off, v1 or v2");
+    }
+
+    if (const Field* it = m.get("idle_timeout")) l.idle_timeout = duration(*it, false);
+
+    if (const Field* z = m.get("zones")) {
+      for (const Field& item : list(*z)) {
+        Mark zone_name_mark;
+        DnsZone zone = dns_zone(item, &zone_name_mark);
+        for (const DnsZone& seen : l.zones)
+          if (seen.name == zone.name)
+            fail(zone_name_mark, "duplicate zone " + in_quotes(zone.name) + " (first at line " +
+                                     std::to_string(seen.mark.line) + ")");
+        l.zones.push_back(std::move(zone));
+      }
+      if (l.zones.empty()) fail(z->mark(), "'zones' needs at least one zone");
+    } else if (l.protocol == Protocol::kDns) {
+      fail(l.mark, what + " needs 'zones'");
+    }
+
+    if (const Field* a = m.get("acl")) l.acl = acl(*a);
+    if (const Field* c = m.get("cache")) l.cache = cache(*c);
+    return l;
+  }
+
+  static Protocol protocol(const Field& f) {
+    std::string s = str(f);
+    static constexpr Protocol kAll[] = {Protocol::kHttp, Protocol::kHttps, Protocol::kTcp,
+                                        Protocol::kUdp,  Protocol::kDns,   Protocol::kForwardProxy};
+    for (Protocol p : kAll)
+      if (s == protocol_name(p)) return p;
+    fail(f.mark(),
+         "unknown protocol " + in_quotes(s) + ": expected http, https, tcp, udp, dns or forward_proxy");
+  }
+
+  TlsCert tls_cert(const Field& f) {
+    Map m(f, "tls certificate", {"cert", "key"});
+    TlsCert t;
+    t.mark = m.mark();
+    t.cert = path(m.need("cert"));
+    t.key = path(m.need("key"));
+    return t;
+  }
+
+  Protect protect(const Field& f, Protocol protocol, const std::string& listener) {
+    Map m(f, "protect",
+          {"rate", "burst", "max_conns_per_client", "header_timeout", "idle_timeout", "max_header_bytes",
+           "max_body_bytes", "allow", "deny", "rules"});
+    if (!(kL7 & bit(protocol)))
+      for (std::string_view k : kL7ProtectKeys)
+        if (const Field* kf = m.get(k))
+          fail(kf->key_mark, "protect " + in_quotes(k) +
+                                 " needs an http, https or forward_proxy listener, and " +
+                                 in_quotes(listener) + " is " + protocol_name(protocol));
+    Protect p;
+    p.mark = m.mark();
+    if (const Field* r = m.get("rate")) p.rate = rate(*r);
+    if (const Field* b = m.get("burst")) {
+      if (!p.rate) fail(b->key_mark, "'burst' needs 'rate'");
+      p.burst = num32(*b, 0);
+    }
+    if (const Field* c = m.get("max_conns_per_client")) p.max_conns_per_client = num32(*c, 0);
+    if (const Field* t = m.get("header_timeout")) p.header_timeout = duration(*t, false);
+    if (const Field* t = m.get("idle_timeout")) p.idle_timeout = duration(*t, false);
+    if (const Field* s = m.get("max_header_bytes")) p.max_header_bytes = size(*s, false);
+    if (const Field* s = m.get("max_body_bytes")) p.max_body_bytes = size(*s, true);
+    if (const Field* a = m.get("allow"))
+      for (const Field& item : list(*a)) p.allow.push_back(cidr(item));
+    if (const Field* d = m.get("deny"))
+      for (const Field& item : list(*d)) p.deny.push_back(cidr(item));
+    if (const Field* r = m.get("rules"))
+      for (const Field& item : list(*r)) p.rules.push_back(rule(item));
+    return p;
+  }
+
+  // A rule looks at exactly one thing: the target (path_regex), or one header or query parameter
+  // whose value `regex` must match. The regex itself is compiled (and refused) by protect.
+  static Rule rule(const Field& f) {
+    Map m(f, "protect rule", {"path_regex", "header", "query", "regex", "action"});
+    Rule r;
+    r.mark = m.mark();
+    int subjects = 0;
+    if (const Field* p = m.get("path_regex")) r.path_regex = str(*p), ++subjects;
+    if (const Field* h = m.get("header")) r.header = token(*h, "header name"), ++subjects;
+    if (const Field* q = m.get("query")) r.query = str(*q), ++subjects;
+    if (subjects != 1) fail(r.mark, "a protect rule needs exactly one of 'path_regex', 'header' or 'query'");
+    const Field* re = m.get("regex");
+    if (re && !r.path_regex.empty())
+      fail(re->key_mark, "'regex' goes with 'header' or 'query', not 'path_regex'");
+    if (!re && r.path_regex.empty()) fail(r.mark, "missing 'regex' in protect rule");
+    if (re) r.regex = str(*re);
+    if (const Field* a = m.get("action")) {
+      r.action = str(*a);
+      if (r.action != "deny" && r.action != "allow")
+        fail(a->mark(), "bad action " + in_quotes(r.action) + ": expected deny or allow");
+    }
+    return r;
+  }
+
+  void routes(const Field& f, std::vector<Route>* out) {
+    int catch_all_line = 0;
+    for (const Field& item : list(f)) {
+      Route r = route(item);
+      // First match wins, so anything after a match-everything route is dead config.
+      if (catch_all_line != 0)
+        fail(r.mark, "this route is never used: the route at line " + std::to_string(catch_all_line) +
+                         " matches every request");
+      if (!r.match) catch_all_line = r.mark.line;
+      out->push_back(std::move(r));
+    }
+    if (out->empty()) fail(f.mark(), "'routes' needs at least one route");
+  }
+
+  Route route(const Field& f) {
+    Map m(f, "route", {"match", "backend", "static", "cache"});
+    Route r;
+    r.mark = m.mark();
+    if (const Field* mf = m.get("match")) r.match = match(*mf);
+    const Field* be = m.get("backend");
+    const Field* st = m.get("static");
+    if (be && st) fail(st->key_mark, "a route has either 'static' or 'backend', not both");
+    if (!be && !st) fail(r.mark, "a route needs 'backend' or 'static'");
+    if (be) {
+      r.backend = str(*be);
+      r.backend_mark = be->mark();
+      ref(r.backend, r.backend_mark);
+    }
+    if (st) r.static_site = static_site(*st);
+    if (const Field* c = m.get("cache")) {
+      if (st) fail(c->key_mark, "'cache' is for routes with a backend; static files are served from disk");
+      r.cache = cache(*c);
+    }
+    return r;
+  }
+
+  // An empty match ({}) matches everything, like no match at all; it is stored as none so the
+  // router and the dead-route check above see one shape.
+  static std::optional<Match> match(const Field& f) {
+    Map m(f, "match", {"host", "path_prefix", "path_regex", "methods", "headers", "query", "cookies"});
+    if (m.fields().empty()) return std::nullopt;
+    Match x;
+    x.mark = m.mark();
+    if (const Field* h = m.get("host")) x.host = lower(str(*h));  // host names are case-insensitive
+    if (const Field* p = m.get("path_prefix")) {
+      x.path_prefix = str(*p);
+      if (x.path_prefix.front() != '/') fail(p->mark(), "path_prefix must start with '/'");
+    }
+    if (const Field* p = m.get("path_regex")) x.path_regex = str(*p);
+    if (const Field* ms = m.get("methods")) {
+      for (const Field& item : list(*ms)) {
+        std::string method = token(item, "method");
+        // Methods are case-sensitive (RFC 9110 section 9.1): `get` would never match a GET.
+        if (std::any_of(method.begin(), method.end(), [](char c) { return c >= 'a' && c <= 'z'; }))
+          fail(item.mark(),
+               "method " + in_quotes(method) + " must be upper case: methods are case-sensitive");
+        x.methods.push_back(method);
+      }
+      if (x.methods.empty()) fail(ms->mark(), "'methods' needs at least one method");
+    }
+    if (const Field* h = m.get("headers")) x.headers = key_values(*h, "header name", true);
+    if (const Field* q = m.get("query")) x.query = key_values(*q, "query parameter", false);
+    if (const Field* c = m.get("cookies")) x.cookies = key_values(*c, "cookie name", true);
+    return x;
+  }
+
+  StaticSite static_site(const Field& f) {
+    Map m(f, "static", {"root", "index", "fallback"});
+    StaticSite s;
+    s.mark = m.mark();
+    s.root = path(m.need("root"));
+    if (const Field* i = m.get("index")) {
+      s.index = str(*i);
+      if (s.index.find('/') != std::string::npos) fail(i->mark(), "'index' is a file name, without '/'");
+    }
+    if (const Field* fb = m.get("fallback")) {
+      s.fallback = str(*fb);
+      if (s.fallback.front() != '/') fail(fb->mark(), "'fallback' must start with '/', e.g. /index.html");
+    }
+    return s;
+  }
+
+  static Cache cache(const Field& f) {
+    Map m(f, "cache", {"size", "default_ttl"});
+    Cache c;
+    c.mark = m.mark();
+    if (const Field* s = m.get("size")) c.size = size(*s, false);
+    if (const Field* t = m.get("default_ttl")) c.default_ttl = duration(*t, true);
+    return c;
+  }
+
+  DnsZone dns_zone(const Field& f, Mark* name_mark) {
+    Map m(f, "zone", {"name", "backend", "ttl", "answers"});
+    DnsZone z;
+    z.mark = m.mark();
+    const Field& n = m.need("name");
+    z.name = str(n);
+    *name_mark = n.mark();
+    if (!normalise_dns_name(&z.name))
+      fail(n.mark(), "bad zone name " + in_quotes(n.text()) + ": expected a DNS name");
+    const Field& be = m.need("backend");
+    z.backend = str(be);
+    z.backend_mark = be.mark();
+    ref(z.backend, z.backend_mark);
+    // RFC 2181 section 8: a TTL is 0 to 2^31 - 1. ANCOUNT is 16 bits.
+    if (const Field* t = m.get("ttl")) z.ttl = num32(*t, 0, 2147483647);
+    if (const Field* a = m.get("answers")) z.answers = num32(*a, 0, 65535);
+    return z;
+  }
+
+  static Acl acl(const Field& f) {
+    Map m(f, "acl", {"deny", "allow_ports"});
+    Acl a;
+    a.mark = m.mark();
+    if (const Field* d = m.get("deny")) {
+      for (const Field& item : list(*d)) {
+        std::string pattern = str(item);
+        std::string host = pattern.starts_with("*.") ? pattern.substr(2) : pattern;
+        if (!normalise_dns_name(&host))
+          fail(item.mark(), "bad acl pattern " + in_quotes(pattern) + ": expected a host name or *.suffix");
+        a.deny.push_back(pattern.starts_with("*.") ? "*." + host : host);
+      }
+    }
+    if (const Field* p = m.get("allow_ports"))
+      for (const Field& item : list(*p)) a.allow_ports.push_back(static_cast<uint16_t>(num(item, 1, 65535)));
+    return a;
+  }
+
+  // ---- backends
+
+  void backends(const Field& f) {
+    for (const Field& item : list(f)) {
+      Backend b = backend(item);
+      for (const Backend& seen : cfg_.backends)
+        if (seen.name == b.name)
+          fail(name_mark_, "duplicate backend " + in_quotes(b.name) + " (first at line " +
+                               std::to_string(seen.mark.line) + ")");
+      cfg_.backends.push_back(std::move(b));
+    }
+  }
+
+  Backend backend(const Field& f) {
+    Map m(f, "backend",
+          {"name", "balance", "hash_key", "sticky", "retries", "connect_timeout", "response_timeout",
+           "max_conns_per_server", "queue_timeout", "health", "tls", "servers"});
+    Backend b;
+    b.mark = m.mark();
+    const Field& name_field = m.need("name");
+    b.name = name(name_field);
+    Mark backend_name_mark = name_field.mark();
+    // The word is checked against lb's registry after loading; absent, errors point at the backend.
+    b.balance_mark = b.mark;
+    if (const Field* bal = m.get("balance")) {
+      b.balance = str(*bal);
+      b.balance_mark = bal->mark();
+    }
+    b.hash_key.mark = b.mark;
+    if (const Field* h = m.get("hash_key")) b.hash_key = hash_key(*h);
+    if (const Field* s = m.get("sticky")) {
+      Map sm(*s, "sticky", {"cookie"});
+      b.sticky = Sticky{token(sm.need("cookie"), "cookie name"), sm.mark()};
+    }
+    if (const Field* r = m.get("retries")) b.retries = num32(*r, 0);
+    if (const Field* t = m.get("connect_timeout")) b.connect_timeout = duration(*t, false);
+    if (const Field* t = m.get("response_timeout")) b.response_timeout = duration(*t, false);
+    if (const Field* c = m.get("max_conns_per_server")) b.max_conns_per_server = num32(*c, 0);
+    if (const Field* t = m.get("queue_timeout")) b.queue_timeout = duration(*t, true);  // 0: 503 at once
+    b.health.mark = b.mark;
+    b.health.check_mark = b.mark;
+    if (const Field* h = m.get("health")) b.health = health(*h);
+    if (const Field* t = m.get("tls")) {
+      Map tm(*t, "backend tls", {"verify", "sni"});
+      BackendTls tls;
+      tls.mark = tm.mark();
+      if (const Field* v = tm.get("verify")) tls.verify = boolean(*v);
+      if (const Field* s = tm.get("sni")) tls.sni = str(*s);
+      b.tls = tls;
+    }
+
+    const Field& servers = m.need("servers");
+    for (const Field& item : list(servers)) {
+      Mark server_name_mark;
+      Server s = server(item, &server_name_mark);
+      for (const Server& seen : b.servers)
+        if (seen.name == s.name)
+          fail(server_name_mark, "duplicate server " + in_quotes(s.name) + " in backend " +
+                                     in_quotes(b.name) + " (first at line " + std::to_string(seen.mark.line) +
+                                     ")");
+      b.servers.push_back(std::move(s));
+    }
+    if (b.servers.empty())
+      fail(servers.mark(), "backend " + in_quotes(b.name) + " needs at least one server");
+    // Spares only stand in for primaries that are down; with no primary none would ever serve.
+    if (std::all_of(b.servers.begin(), b.servers.end(), [](const Server& s) { return s.backup; }))
+      fail(servers.mark(),
+           "backend " + in_quotes(b.name) + " has only backup servers; backups stand in for primaries");
+    name_mark_ = backend_name_mark;
+    return b;
+  }
+
+  static HashKey hash_key(const Field& f) {
+    std::string s = str(f);
+    HashKey k;
+    k.mark = f.mark();
+    auto colon = s.find(':');
+    std::string kind = s.substr(0, colon);
+    if (colon != std::string::npos) k.name = s.substr(colon + 1);
+    bool named = true;
+    if (kind == "ip")
+      k.kind = HashKey::Kind::kIp, named = false;
+    else if (kind == "path")
+      k.kind = HashKey::Kind::kPath, named = false;
+    else if (kind == "header")
+      k.kind = HashKey::Kind::kHeader;
+    else if (kind == "cookie")
+      k.kind = HashKey::Kind::kCookie;
+    else if (kind == "query")
+      k.kind = HashKey::Kind::kQuery;
+    else
+      kind.clear();
+    bool ok = !kind.empty() &&
+              (named ? (kind == "query" ? !k.name.empty() : is_token(k.name)) : colon == std::string::npos);
+    if (!ok)
+      fail(f.mark(),
+           "bad hash_key " + in_quotes(s) + ": expected ip, path, header:NAME, cookie:NAME or query:NAME");
+    return k;
+  }
+
+  static Health health(const Field& f) {
+    Map m(f, "health",
+          {"check", "path", "host", "expect_status", "expect_body", "interval", "timeout", "rise", "fall",
+           "passive", "agent", "slow_start"});
+    Health h;
+    h.mark = m.mark();
+    h.check_mark = m.mark();
+    if (const Field* c = m.get("check")) {
+      h.check = str(*c);
+      h.check_mark = c->mark();
+      static constexpr std::string_view kChecks[] = {"icmp", "tcp", "tcp_half_open", "http", "none"};
+      if (std::find(std::begin(kChecks), std::end(kChecks), h.check) == std::end(kChecks))
+        fail(c->mark(), "unknown health check " + in_quotes(h.check) +
+                            ": expected icmp, tcp, tcp_half_open, http or none");
+    }
+    for (std::string_view k : {"path", "host", "expect_status", "expect_body"})
+      if (const Field* kf = m.get(k); kf && h.check != "http")
+        fail(kf->key_mark, in_quotes(k) + " is only for check: http, and this check is " + h.check);
+    if (const Field* p = m.get("path")) {
+      h.path = str(*p);
+      if (h.path.front() != '/') fail(p->mark(), "health path must start with '/'");
+    }
+    if (const Field* host = m.get("host")) h.host = str(*host);
+    if (const Field* es = m.get("expect_status")) {
+      h.expect_status.clear();
+      for (const Field& item : list(*es)) h.expect_status.push_back(static_cast<int>(num(item, 100, 599)));
+      if (h.expect_status.empty()) fail(es->mark(), "'expect_status' needs at least one status");
+    }
+    if (const Field* b = m.get("expect_body")) h.expect_body = str(*b);
+    const Field* interval = m.get("interval");
+    const Field* timeout = m.get("timeout");
+    if (interval) h.interval = duration(*interval, false);
+    if (timeout) h.timeout = duration(*timeout, false);
+    // A check still running when the next one is due would overlap it and skew rise/fall.
+    if (h.timeout > h.interval)
+      fail(timeout ? timeout->mark() : interval->mark(),
+           "health timeout " + format_ms(h.timeout) + " is longer than interval " + format_ms(h.interval));
+    if (const Field* r = m.get("rise")) h.rise = num32(*r, 1);
+    if (const Field* fa = m.get("fall")) h.fall = num32(*fa, 1);
+    if (const Field* p = m.get("passive")) {
+      Map pm(*p, "passive", {"consecutive_errors", "eject"});
+      Passive passive;
+      if (const Field* c = pm.get("consecutive_errors")) passive.consecutive_errors = num32(*c, 1);
+      if (const Field* e = pm.get("eject")) passive.eject = duration(*e, false);
+      h.passive = passive;
+    }
+    if (const Field* a = m.get("agent")) {
+      Map am(*a, "agent", {"port", "interval"});
+      Agent agent;
+      agent.port = static_cast<uint16_t>(num(am.need("port"), 1, 65535));
+      if (const Field* i = am.get("interval")) agent.interval = duration(*i, false);
+      h.agent = agent;
+    }
+    if (const Field* s = m.get("slow_start")) h.slow_start = duration(*s, true);
+    return h;
+  }
+
+  static Server server(const Field& f, Mark* name_mark) {
+    Map m(f, "server", {"name", "address", "weight", "backup"});
+    Server s;
+    s.mark = m.mark();
+    const Field& n = m.need("name");
+    s.name = name(n);
+    *name_mark = n.mark();
+    const Field& a = m.need("address");
+    s.address_text = str(a);
+    auto r = SocketAddress::parse(s.address_text, true);
+    if (!r) fail(a.mark(), r.error().message);
+    if (r->port() == 0)
+      fail(a.mark(), "server address " + in_quotes(s.address_text) + " needs a port other than 0");
+    if (is_unspecified(*r))
+      fail(a.mark(), "server address " + in_quotes(s.address_text) + " is not a host to connect to");
+    s.address = *r;
+    // 0-256 as in HAProxy's `weight`: enough resolution for ratios between servers; 0 takes no new
+    // traffic (the server stays in the backend and can be raised from the admin API).
+    if (const Field* w = m.get("weight")) s.weight = num32(*w, 0, 256);
+    if (const Field* b = m.get("backup")) s.backup = boolean(*b);
+    return s;
+  }
+
+  // ---- cross checks
+
+  static bool uses_tcp(Protocol p) { return p != Protocol::kUdp; }
+  static bool uses_udp(Protocol p) { return p == Protocol::kUdp || p == Protocol::kDns; }
+
+  static bool overlap(const SocketAddress& a, const SocketAddress& b) {
+    if (a.port() == 0 || a.port() != b.port() || a.family() != b.family()) return false;
+    return a.ip_bytes() == b.ip_bytes() || is_unspecified(a) || is_unspecified(b);
+  }
+
+  // Two sockets on one port would not fail to bind (workers set SO_REUSEPORT), they would quietly
+  // split the traffic between two listeners. Port 0 (tests: any free port) never clashes.
+  void check_binds() const {
+    const auto& ls = cfg_.listeners;
+    for (size_t i = 0; i < ls.size(); ++i) {
+      for (size_t j = 0; j < i; ++j) {
+        bool same_transport = (uses_tcp(ls[i].protocol) && uses_tcp(ls[j].protocol)) ||
+                              (uses_udp(ls[i].protocol) && uses_udp(ls[j].protocol));
+        if (same_transport && overlap(ls[i].bind, ls[j].bind))
+          fail(ls[i].bind_mark, "bind " + ls[i].bind.to_string() + " clashes with listener " +
+                                    in_quotes(ls[j].name) + " on " + ls[j].bind.to_string());
+      }
+      if (cfg_.admin && uses_tcp(ls[i].protocol) && overlap(ls[i].bind, cfg_.admin->listen))
+        fail(ls[i].bind_mark, "bind " + ls[i].bind.to_string() + " clashes with admin listen " +
+                                  cfg_.admin->listen.to_string());
+    }
+  }
+
+  Config& cfg_;
+  std::vector<BackendRef> refs_;
+  Mark name_mark_;  // of the listener or backend just parsed, for duplicate-name errors
+};
+
+std::string folder_of(const std::string& file) {
+  std::error_code ec;
+  std::filesystem::path parent = std::filesystem::path(file).parent_path();
+  std::filesystem::path abs = std::filesystem::absolute(parent.empty() ? "." : parent, ec);
+  if (ec) return parent.empty() ? "." : parent.string();
+  return abs.lexically_normal().string();
+}
+
+}  // namespace
+
+LoadResult load_text(std::string_view yaml, const std::string& path) {
+  auto cfg = std::make_shared<Config>();
+  cfg->file = path;
+  cfg->dir = folder_of(path);
+  try {
+    YAML::Node root = YAML::Load(std::string(yaml));
+    Parser(*cfg).parse(root);
+  } catch (const Failure& f) {
+    return ConfigError{path, f.mark, f.message};
+  } catch (const YAML::Exception& e) {
+    return ConfigError{path, mark_of(e.mark), "YAML syntax error: " + e.msg};
+  } catch (const std::exception& e) {
+    return ConfigError{path, Mark{}, std::string("cannot load config: ") + e.what()};
+  } catch (...) {
+    return ConfigError{path, Mark{}, "cannot load config: unexpected error"};
+  }
+  return std::shared_ptr<const Config>(std::move(cfg));
+}
+
+LoadResult load_file(const std::string& path) {
+  auto cannot = [&](int err) {
+    return ConfigError{path, Mark{}, "cannot read " + path + ": " + std::strerror(err)};
+  };
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return cannot(errno);
+  std::string text;
+  char buf[64 * 1024];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return cannot(err);
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return load_text(text, path);
+}
+
+}  // namespace fulcrum::config

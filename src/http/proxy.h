@@ -1,0 +1,70 @@
+// The HTTP/1.1 reverse proxy: a worker's listener for one `protocol: http` listener, and the
+// client connections it accepts. A request is parsed in place, routed (first match wins),
+// balanced over the route's backend, and streamed both ways with upstream connections from the
+// worker's pool. Listener, connections and pool are touched only by their worker's thread, except
+// connections(), which the control thread reads while draining.
+#pragma once
+#include <array>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "core/buffer.h"
+#include "core/event_loop.h"
+#include "core/fd.h"
+#include "http/h1_parser.h"
+#include "http/router.h"
+#include "http/upstream_pool.h"
+#include "lb/balancer.h"
+
+namespace fulcrum::http {
+
+constexpr size_t kMaxFields = 100;
+
+// What one worker's HTTP listeners share: buffers, the upstream pool, its pickers, and scratch
+// space for parsing (a parse completes within one call, so one array serves every connection).
+struct HttpContext {
+  HttpContext(EventLoop& l, std::vector<upstream::Backend*> b, std::vector<lb::Picker*> p);
+  EventLoop& loop;
+  BufferPool buffers;
+  UpstreamPool pool;
+  std::vector<upstream::Backend*> backends;  // config order
+  std::vector<lb::Picker*> pickers;          // config order
+  // Sticky-cookie ids per backend and server: a hash of the names, so every fulcrum host gives
+  // the same id for the same server, and the id says nothing about its address.
+  std::vector<std::vector<std::string>> sticky_ids;
+  std::array<Header, kMaxFields> fields;
+  std::array<Header, kMaxFields> response_fields;
+};
+
+class ClientConn;
+
+class HttpListener final : public IoHandler {
+ public:
+  HttpListener(HttpContext& ctx, const config::Config& cfg, const config::Listener& spec,
+               std::shared_ptr<const Router> router, Fd fd);
+  ~HttpListener();
+  void on_io(uint32_t events) override;
+  // Stops accepting; idle keep-alive connections close now, busy ones after their response.
+  void stop_accepting();
+  size_t connections() const { return connections_.load(std::memory_order_relaxed); }
+
+ private:
+  friend class ClientConn;
+  HttpContext& ctx_;
+  const config::Config& cfg_;
+  const config::Listener& spec_;
+  std::shared_ptr<const Router> router_;
+  std::vector<int> route_backend_;  // route index -> backend index, -1 for static routes
+  Fd fd_;
+  Millis header_timeout_{10000};
+  Millis idle_timeout_{60000};
+  uint64_t max_header_bytes_ = 32 * 1024;
+  bool stopping_ = false;
+  std::atomic<size_t> connections_{0};
+  ClientConn* first_ = nullptr;
+};
+
+}  // namespace fulcrum::http

@@ -1,0 +1,88 @@
+#include "http/upstream_pool.h"
+
+#include <algorithm>
+#include <cerrno>
+
+#include "core/socket.h"
+
+namespace fulcrum::http {
+
+UpstreamConn::UpstreamConn(UpstreamPool& pool, upstream::Server* s, Fd f)
+    : fd(std::move(f)), server(s), in(pool.buffers()), pool_(pool), idle_timer_(pool.loop(), [this] {
+        pool_.drop_idle(this);
+      }) {}
+
+UpstreamConn::~UpstreamConn() = default;
+
+void UpstreamConn::on_io(uint32_t events) {
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable = true;
+  if (events & EPOLLOUT) writable = true;
+  if (owner) return owner->on_upstream_io(events);
+  // Idle in the pool: the server closed it, or sent bytes nobody asked for. Either way it is
+  // no longer safe to reuse.
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) pool_.drop_idle(this);
+}
+
+UpstreamPool::~UpstreamPool() {
+  for (auto& [server, list] : idle_)
+    for (UpstreamConn* c : list) {
+      loop_.remove(c->fd.get());
+      delete c;
+    }
+}
+
+UpstreamConn* UpstreamPool::take(upstream::Server* server) {
+  auto it = idle_.find(server);
+  if (it == idle_.end() || it->second.empty()) return nullptr;
+  UpstreamConn* c = it->second.back();  // the most recently used: likeliest to be alive
+  it->second.pop_back();
+  c->idle_timer_.cancel();
+  c->reused = true;
+  return c;
+}
+
+UpstreamConn* UpstreamPool::open(upstream::Server* server, int* err) {
+  bool in_progress = false;
+  auto fd = connect_socket(server->address(), &in_progress);
+  if (!fd) {
+    *err = fd.error().code;
+    return nullptr;
+  }
+  set_nodelay(fd->get());
+  auto* c = new UpstreamConn(*this, server, std::move(*fd));
+  c->connected = !in_progress;
+  if (auto r = loop_.add(c->fd.get(), c); !r) {
+    *err = r.error().code;
+    delete c;
+    return nullptr;
+  }
+  return c;
+}
+
+void UpstreamPool::put(UpstreamConn* c) {
+  c->owner = nullptr;
+  c->in.release();
+  auto& list = idle_[c->server];
+  if (list.size() >= max_idle_ || c->server->health() == upstream::Health::kDown) return close(c);
+  list.push_back(c);
+  c->idle_timer_.arm(idle_timeout_);
+}
+
+void UpstreamPool::drop_idle(UpstreamConn* c) {
+  auto& list = idle_[c->server];
+  auto it = std::find(list.begin(), list.end(), c);
+  if (it != list.end()) list.erase(it);
+  close(c);
+}
+
+void UpstreamPool::close(UpstreamConn* c) {
+  c->owner = nullptr;
+  c->idle_timer_.cancel();
+  if (c->fd) {
+    loop_.remove(c->fd.get());
+    c->fd.reset();
+  }
+  loop_.defer_delete(c);
+}
+
+}  // namespace fulcrum::http
