@@ -10,6 +10,8 @@
 #        MODE (tcp)       tcp | http | all: which scenario families run (http needs fulcrum's
 #                         http listener; it adds HAProxy http mode and nginx proxy_pass)
 #        SCENARIOS        names to run, e.g. "tcp_small tcp_big" (default: all of MODE's)
+#        HAPROXY_SPLICE (1): HAProxy tcp mode with `option splice-auto`, as fulcrum splices;
+#                         0 = HAProxy's default (no splice), as in the shared peer scripts
 #        IDLE_CONNS (10000), IDLE_PEERS (haproxy), SKIP_IDLE (0)
 #        BASE_PORT (18080): backends +1..+3, HAProxy http +10, nginx +11, HAProxy tcp +12,
 #                         fulcrum tcp +13, fulcrum http +14
@@ -38,7 +40,7 @@ mode_has() { [ "$MODE" = all ] || [ "$MODE" = "$1" ]; }
 # shellcheck source=bench/lib.sh
 . "$here/lib.sh"
 
-# --- scenarios: NAME | URL path | connections | extra wrk args | targets (first = reference) ---
+# --- scenarios: NAME | URL path | connections | extra request header | targets (first = ref) ---
 # To add one: one more add_scenario line (and, for a new kind of target, a start_* in lib.sh).
 declare -a SCENARIO_ROWS=()
 add_scenario() { SCENARIO_ROWS+=("$1|$2|$3|$4|$5"); }
@@ -50,7 +52,7 @@ define_scenarios() {
     add_scenario tcp_small / "$CONNS" "" "$tcp"
     add_scenario tcp_big /big "$BIG_CONNS" "" "$tcp"
     # A new connection per request: accept, balance, connect, close on every request.
-    add_scenario tcp_newconn / "$CONNS" "-H Connection:close" "$tcp"
+    add_scenario tcp_newconn / "$CONNS" "Connection: close" "$tcp"
   fi
   if mode_has http; then
     add_scenario http_small / "$CONNS" "" "$http"
@@ -60,11 +62,12 @@ define_scenarios() {
 
 selected() { [ -z "$SCENARIOS" ] || [[ " $SCENARIOS " == *" $1 "* ]]; }
 
-run_wrk() {  # run_wrk OUTFILE SECS CONNS PORT PATH EXTRA
-  local out=$1 secs=$2 conns=$3 port=$4 path=$5 extra=$6
-  # shellcheck disable=SC2086  # extra is a list of words on purpose
-  wrk -t"$WRK_THREADS" -c"$conns" -d"${secs}s" --latency $extra "http://127.0.0.1:$port$path" \
-    >"$out" 2>&1 || true
+run_wrk() {  # run_wrk OUTFILE SECS CONNS PORT PATH HEADER
+  local out=$1 secs=$2 conns=$3 port=$4 path=$5 header=$6
+  local -a args=(-t"$WRK_THREADS" -c"$conns" -d"${secs}s" --latency)
+  # wrk drops a -H value silently unless it is "Name: value", with the space.
+  if [ -n "$header" ]; then args+=(-H "$header"); fi
+  wrk "${args[@]}" "http://127.0.0.1:$port$path" >"$out" 2>&1 || true
 }
 
 run_scenario() {  # run_scenario ROW
@@ -94,7 +97,7 @@ run_scenario() {  # run_scenario ROW
   {
     echo
     echo "## $name: GET $path, $conns connections${extra:+, $extra}, median of $ROUNDS x ${SECS}s"
-    "$PY" "$here/wrk_report.py" "$dir" "$ROUNDS" "${ts[@]%%=*}"
+    "$PY" "$here/wrk_report.py" "$dir" "$ROUNDS" "${ts[@]%%=*}" || echo "(no report: see $dir)"
   } | tee -a "$BENCH_DIR/summary.txt"
 }
 

@@ -30,8 +30,9 @@ def parse(text):
     e = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     if e:
         errors += sum(map(int, e.groups()))
-    return (float(m.group(1)), ms(re.search(r"50%\s+(\S+)", text).group(1)),
-            ms(re.search(r"99%\s+(\S+)", text).group(1)),
+    # Anchored: "62.99%" in the +/- Stdev column must not pass for the 99th percentile.
+    return (float(m.group(1)), ms(re.search(r"^\s*50%\s+(\S+)", text, re.M).group(1)),
+            ms(re.search(r"^\s*99%\s+(\S+)", text, re.M).group(1)),
             mb(re.search(r"Transfer/sec:\s+(\S+)", text).group(1)), errors)
 
 

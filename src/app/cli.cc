@@ -5,6 +5,7 @@
 #include <string>
 #include <variant>
 
+#include "app/demo.h"
 #include "app/runtime.h"
 #include "app/validate.h"
 #include "app/version.h"
@@ -18,6 +19,7 @@ constexpr const char* kUsage =
     "usage: fulcrum <command> [options]\n"
     "  run   [-c FILE]   run with a config file (default fulcrum.yaml)\n"
     "  check [-c FILE]   validate a config: FILE:LINE:COL: message on error\n"
+    "  demo [--print-config]  three demo app servers behind the balancer on 127.0.0.1:8080\n"
     "  version           version and build information\n"
     "options: -c, --config FILE   -v, --verbose (debug logging)\n";
 
@@ -99,6 +101,7 @@ int main_cli(int argc, char** argv) {
     return 0;
   }
   if (o.command == "check") return cmd_check(o);
+  if (o.command == "demo") return run_demo(o.print_config);
   if (o.command == "run") return cmd_run(o);
   if (o.command == "help" || o.command == "--help" || o.command == "-h") {
     std::fputs(kUsage, stdout);

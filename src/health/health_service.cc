@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdarg>
+#include <cstdio>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -32,6 +34,34 @@ constexpr Millis kMinRampStep{100};
 // of FULCRUM_LOG_LIMITED, still bounded when a whole rack flaps.
 LogLimiter g_transition_limiter(50);
 
+void log_transition(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_transition(LogLevel level, const char* fmt, ...) {
+  if (level < log_level()) return;
+  uint64_t dropped = 0;
+  if (!g_transition_limiter.allow(&dropped)) return;
+  if (dropped) log_line(level, "(%llu health state changes not logged)", static_cast<unsigned long long>(dropped));
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  log_line(level, "%s", line);
+}
+
+struct Slot;
+
+// What a server's timers call; the service implements it.
+class SlotEvents {
+ public:
+  virtual void start_check(Slot& s) = 0;
+  virtual void timed_out(Slot& s) = 0;
+  virtual void eject_over(Slot& s) = 0;
+  virtual void ramp_step(Slot& s) = 0;
+
+ protected:
+  ~SlotEvents() = default;
+};
+
 struct BackendCtx {
   upstream::Backend* backend;
   const config::Health* cfg;
@@ -39,14 +69,14 @@ struct BackendCtx {
 };
 
 struct Slot {
-  Slot(EventLoop& loop, BackendCtx& b, upstream::Server& s)
+  Slot(EventLoop& loop, SlotEvents& ev, BackendCtx& b, upstream::Server& s)
       : ctx(b),
         server(s),
         rise_fall(b.cfg->rise, b.cfg->fall),
-        next(loop, nullptr),
-        deadline(loop, nullptr),
-        eject(loop, nullptr),
-        ramp(loop, nullptr) {}
+        next(loop, [&ev, this] { ev.start_check(*this); }),
+        deadline(loop, [&ev, this] { ev.timed_out(*this); }),
+        eject(loop, [&ev, this] { ev.eject_over(*this); }),
+        ramp(loop, [&ev, this] { ev.ramp_step(*this); }) {}
   BackendCtx& ctx;
   upstream::Server& server;
   RiseFall rise_fall;
@@ -65,7 +95,7 @@ struct Slot {
 
 }  // namespace
 
-class HealthService::Impl final : public upstream::EjectionListener {
+class HealthService::Impl final : public upstream::EjectionListener, public SlotEvents {
  public:
   Impl(std::vector<upstream::Backend*> backends, ServiceOptions options)
       : rng_(options.seed ? options.seed : std::random_device{}()) {
@@ -85,18 +115,12 @@ class HealthService::Impl final : public upstream::EjectionListener {
       }
       if (ctx->check || ctx->cfg->passive || ctx->cfg->slow_start.count() > 0) has_work_ = true;
       for (auto& s : b->servers()) {
-        auto slot = std::make_unique<Slot>(loop_, *ctx, *s);
-        Slot* sp = slot.get();
-        sp->next = Timer(loop_, [this, sp] { start_check(*sp); });
-        by_server_[s.get()] = sp;
+        auto slot = std::make_unique<Slot>(loop_, *this, *ctx, *s);
+        by_server_[s.get()] = slot.get();
+        s->set_ejection_listener(this);
         slots_.push_back(std::move(slot));
       }
       backends_.push_back(std::move(ctx));
-    }
-    for (auto& slot : slots_) {
-      Slot* sp = slot.get();
-      wire_timers(*sp);
-      sp->server.set_ejection_listener(this);
     }
   }
 
@@ -130,14 +154,6 @@ class HealthService::Impl final : public upstream::EjectionListener {
   }
 
  private:
-  void wire_timers(Slot& s) {
-    Slot* sp = &s;
-    s.next = Timer(loop_, [this, sp] { start_check(*sp); });
-    s.deadline = Timer(loop_, [this, sp] { timed_out(*sp); });
-    s.eject = Timer(loop_, [this, sp] { eject_over(*sp); });
-    s.ramp = Timer(loop_, [this, sp] { ramp_step(*sp); });
-  }
-
   Millis jittered(Millis interval, double lo) {
     // Jitter only shortens the interval: a change is still seen within interval x fall (+ the
     // timeout), the bound users are promised, while the servers' phases drift apart.
@@ -145,7 +161,7 @@ class HealthService::Impl final : public upstream::EjectionListener {
     return Millis(std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(interval.count()) * f)));
   }
 
-  void start_check(Slot& s) {
+  void start_check(Slot& s) override {
     const config::Health& cfg = *s.ctx.cfg;
     s.started = Clock::now();
     // The second check lands anywhere in the second half of the interval, so servers that all
@@ -163,7 +179,7 @@ class HealthService::Impl final : public upstream::EjectionListener {
     }
   }
 
-  void timed_out(Slot& s) {
+  void timed_out(Slot& s) override {
     if (!s.in_flight) return;
     uint64_t serial = s.serial;
     if (s.probe) s.probe->expire(s.ctx.cfg->timeout);
@@ -219,31 +235,15 @@ class HealthService::Impl final : public upstream::EjectionListener {
                             ? std::string("first check")
                             : std::to_string(s.rise_fall.passes()) + " consecutive passes";
       if (ramp) why += ", slow start over " + format_millis(s.ctx.cfg->slow_start);
-      log_transition(kInfoLevel, "backend %s server %s is up: %s (%s) [%s]", backend, server, o.detail.c_str(),
+      log_transition(LogLevel::kInfo, "backend %s server %s is up: %s (%s) [%s]", backend, server, o.detail.c_str(),
                      why.c_str(), reason_code(o.reason));
     } else {
       end_ramp(s);
       srv.set_health(Health::kDown);
       srv.count_transition();
-      log_transition(kWarnLevel, "backend %s server %s is down: %s (%u consecutive failures) [%s]", backend, server,
+      log_transition(LogLevel::kWarn, "backend %s server %s is down: %s (%u consecutive failures) [%s]", backend, server,
                      o.detail.c_str(), s.rise_fall.failures(), reason_code(o.reason));
     }
-  }
-
-  static constexpr LogLevel kInfoLevel = LogLevel::kInfo;
-  static constexpr LogLevel kWarnLevel = LogLevel::kWarn;
-
-  template <typename... Args>
-  static void log_transition(LogLevel level, const char* fmt, Args... args) {
-    if (level < log_level()) return;
-    uint64_t dropped = 0;
-    if (!g_transition_limiter.allow(&dropped)) return;
-    if (dropped) log_line(level, "(%llu health state changes not logged)", static_cast<unsigned long long>(dropped));
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-security"
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-    log_line(level, fmt, args...);
-#pragma GCC diagnostic pop
   }
 
   // Slow start: a server back from down (or from ejection) gets a tenth of its weight, then more
@@ -263,7 +263,7 @@ class HealthService::Impl final : public upstream::EjectionListener {
     return std::max(kMinRampStep, Millis(s.ctx.cfg->slow_start.count() / kRampSteps));
   }
 
-  void ramp_step(Slot& s) {
+  void ramp_step(Slot& s) override {
     auto total = s.ctx.cfg->slow_start;
     auto elapsed = std::chrono::duration_cast<Millis>(loop_.now() - s.ramp_start);
     if (elapsed >= total) {
@@ -286,7 +286,7 @@ class HealthService::Impl final : public upstream::EjectionListener {
     s.eject.arm(eject);
   }
 
-  void eject_over(Slot& s) {
+  void eject_over(Slot& s) override {
     bool ramp = s.ctx.cfg->slow_start.count() > 0 && s.server.health() == Health::kUp;
     if (ramp) begin_ramp(s);  // before un_eject, so the balancers rebuilt for it see the low weight
     if (!s.server.un_eject()) {
@@ -294,7 +294,7 @@ class HealthService::Impl final : public upstream::EjectionListener {
       return;
     }
     std::string extra = ramp ? ", slow start over " + format_millis(s.ctx.cfg->slow_start) : "";
-    log_transition(kInfoLevel, "backend %s server %s returns after ejection (%s)%s", s.ctx.backend->name().c_str(),
+    log_transition(LogLevel::kInfo, "backend %s server %s returns after ejection (%s)%s", s.ctx.backend->name().c_str(),
                    s.server.name().c_str(), format_millis(s.ctx.cfg->passive ? s.ctx.cfg->passive->eject : Millis(0)).c_str(),
                    extra.c_str());
   }

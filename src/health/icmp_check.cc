@@ -73,7 +73,7 @@ class IcmpSocket final : public IoHandler {
   // errno on failure, 0 on success.
   int open() {
     bool v6 = family_ == AF_INET6;
-    int proto = v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP;
+    int proto = v6 ? static_cast<int>(IPPROTO_ICMPV6) : static_cast<int>(IPPROTO_ICMP);
     fd_ = Fd(::socket(family_, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, proto));
     if (!fd_) {
       int err = errno;

@@ -20,7 +20,9 @@ ChunkStep ChunkedDecoder::decode(std::string_view in) {
   const auto* p = reinterpret_cast<const unsigned char*>(in.data());
   const size_t n = in.size();
   constexpr size_t kNone = static_cast<size_t>(-1);
-  size_t trailer_from = kNone;  // first trailer byte seen in this call
+  // First trailer byte of this call: 0 when the call starts inside a trailer field line.
+  size_t trailer_from =
+      state_ >= State::kTrailerName && state_ <= State::kTrailerLf ? 0 : kNone;
   auto trailer = [&](size_t upto) {
     return ChunkStep{ChunkEvent::kTrailer, upto, in.substr(trailer_from, upto - trailer_from), ParseError::kNone};
   };

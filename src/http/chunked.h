@@ -21,6 +21,8 @@
 // (whitespace not followed by ';') is refused; every line ends in CRLF (no bare CR or LF); the
 // CRLF after chunk-data is required; trailer field lines are checked like header lines (token
 // name, ':' right after it, no obs-fold, no CTL but HTAB). Trailer names are not interpreted.
+// Like data, trailer bytes are reported as they pass, so a later byte of the section can still
+// turn out invalid (kError): a proxy forwarding trailers must then abort the message.
 #pragma once
 #include <cstddef>
 #include <cstdint>

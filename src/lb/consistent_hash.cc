@@ -34,8 +34,7 @@
 namespace fulcrum::lb {
 namespace {
 
-// Seeds separating name hashes from key hashes, so that a key equal to a server name is not
-// special.
+// Seeds name hashes apart from key hashes, so that a key equal to a server name is not special.
 constexpr uint64_t kNameSeed = 0x6e616d65u;  // "name"
 
 // The server's pseudo-random draw for a slot. The slot is spread by an odd multiplier before
@@ -73,9 +72,9 @@ Owners build_owners(const Fingerprint& members) {
   // name-hash order and `>=` lets the later one take an equal draw: the tie rule of beats().
   std::vector<uint16_t> order(members.size());
   std::iota(order.begin(), order.end(), uint16_t{0});
-  std::sort(order.begin(), order.end(), [&](uint16_t a, uint16_t b) { return members[a] < members[b]; });
-  std::stable_sort(order.begin(), order.end(),
-                   [&](uint16_t a, uint16_t b) { return members[a].second < members[b].second; });
+  std::sort(order.begin(), order.end(), [&](uint16_t a, uint16_t b) {
+    return std::pair(members[a].second, members[a].first) < std::pair(members[b].second, members[b].first);
+  });
 
   // Member by member over all slots rather than slot by slot over members: the inner loop is
   // then a branch-free max over an array, several times faster than comparing random draws.

@@ -79,8 +79,10 @@ void Server::eject() {
   ejections_.fetch_add(1, std::memory_order_relaxed);
   backend_->bump();
   uint32_t errors = hot_.consecutive_errors.load(std::memory_order_relaxed);
-  FULCRUM_LOG_LIMITED(kWarn, "backend %s server %s ejected: %u consecutive errors on live traffic",
-                      backend_->name().c_str(), name_.c_str(), errors);
+  const auto& passive = backend_->spec().health.passive;
+  FULCRUM_LOG_LIMITED(kWarn, "backend %s server %s ejected for %lldms: %u consecutive errors on live traffic [PASSIVE]",
+                      backend_->name().c_str(), name_.c_str(),
+                      static_cast<long long>(passive ? passive->eject.count() : 0), errors);
   if (auto* l = ejection_listener_.load(std::memory_order_acquire)) l->on_ejected(*this);
 }
 

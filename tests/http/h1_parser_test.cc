@@ -456,7 +456,9 @@ TEST(H1ParserTest, AcceptsValidRequests) {
     EXPECT_EQ(h.host, g.host);
     EXPECT_EQ(h.upgrade, g.upgrade);
     EXPECT_EQ(h.expect_continue, g.expect_continue);
-    if (g.method != Method::kOther) EXPECT_EQ(h.method_text, method_name(g.method));
+    if (g.method != Method::kOther) {
+      EXPECT_EQ(h.method_text, method_name(g.method));
+    }
     for (const Header& f : h.headers) {
       EXPECT_EQ(f.token, lookup_header_token(f.name));
       EXPECT_FALSE(f.value.starts_with(' ') || f.value.ends_with(' ') || f.value.ends_with('\t'));
@@ -543,7 +545,9 @@ TEST(H1ParserTest, AcceptsValidResponses) {
     EXPECT_EQ(h.status, g.status);
     EXPECT_EQ(h.reason, g.reason);
     EXPECT_EQ(h.body, g.body);
-    if (g.body == kCl || g.body == kNoBody) EXPECT_EQ(h.content_length, g.content_length);
+    if (g.body == kCl || g.body == kNoBody) {
+      EXPECT_EQ(h.content_length, g.content_length);
+    }
     EXPECT_EQ(h.keep_alive, g.keep_alive);
     EXPECT_EQ(h.other_transfer_codings, g.other_codings);
     expect_split_invariant<ResponseParser, ResponseHead>(g.input, parse_whole_response(g.input, g.request_method),

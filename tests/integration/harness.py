@@ -417,6 +417,16 @@ def _can_connect(port, host="127.0.0.1"):
         return False
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer", "ERROR: UndefinedBehaviorSanitizer")
+
+
+def sanitizer_report(text):
+    """The part of `text` from the first sanitizer report on, or "" if there is none."""
+    found = [text.find(m) for m in SANITIZER_MARKS if m in text]
+    return text[min(found):][:8000] if found else ""
+
+
 def run_fulcrum(*args, timeout=20, cwd=None):
     """Runs `fulcrum ARGS...` to completion: CompletedProcess with text stdout/stderr."""
     return subprocess.run([fulcrum_bin(), *map(str, args)], cwd=cwd, stdin=subprocess.DEVNULL,

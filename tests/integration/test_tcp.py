@@ -208,6 +208,29 @@ def test_weighted_round_robin(fulcrum, backend):
     assert counts["s1"] + counts["s2"] == 400, counts
 
 
+def test_round_robin_one_worker_is_a_plain_rotation(fulcrum, backend):
+    bs = name_backends(backend, 3)
+    f, port = proxy(fulcrum, bs, workers=1)
+    seq = [server_name(port) for _ in range(30)]
+    assert sorted(seq[:3]) == ["s1", "s2", "s3"], seq
+    assert all(seq[i] == seq[i % 3] for i in range(30)), seq
+
+
+def test_round_robin_one_worker_smooth_weights(fulcrum, backend):
+    """SPEC: weights 5 and 2 give 5:2, interleaved, not in bursts."""
+    bs = name_backends(backend, 2)
+    f, port = proxy(fulcrum, bs, workers=1, weights=[5, 2])
+    seq = [server_name(port) for _ in range(70)]
+    assert 48 <= seq.count("s1") <= 52, seq
+    longest, run = 0, 0
+    for name in seq:
+        run = run + 1 if name == "s1" else 0
+        longest = max(longest, run)
+    assert longest <= 3, "s1 %d times in a row: %s" % (longest, seq)
+    for i in range(len(seq) - 6):
+        assert 4 <= seq[i:i + 7].count("s1") <= 6, "window %d: %s" % (i, seq[i:i + 7])
+
+
 def test_least_conn_prefers_fewer_open_connections(fulcrum, backend):
     bs = name_backends(backend, 3)
     by_name = {b.name: b for b in bs}
@@ -293,6 +316,58 @@ def test_server_killed_mid_run_loses_no_connection(fulcrum, backend):
         i += 1
     assert i >= 120, "only %d connections in 5 s" % i
     assert after_kill["s2"] == 0 and set(after_kill) == {"s1", "s3"}, after_kill
+
+
+@pytest.fixture
+def blackhole():
+    """Ports whose connects hang (SYNs dropped): listeners that never accept, whose one-slot
+    accept queue a connection of ours already fills. Exercises connect_timeout on loopback."""
+    held = []
+
+    def make():
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(0)
+        held.append(ls)
+        held.append(socket.create_connection(ls.getsockname(), timeout=2))
+        return ls.getsockname()[1]
+
+    yield make
+    for s in held:
+        s.close()
+
+
+def test_connect_timeout_moves_to_another_server(fulcrum, backend, blackhole):
+    s1, s3 = backend("name", "s1"), backend("name", "s3")
+    hole = "127.0.0.1:%d" % blackhole()
+    f, port = proxy(fulcrum, [s1, hole, s3],
+                    backend_kw={"retries": 2, "connect_timeout": "300ms"})
+    slow = 0
+    for i in range(12):
+        t0 = time.monotonic()
+        name = server_name(port)
+        elapsed = time.monotonic() - t0
+        assert name in ("s1", "s3"), "connection %d got %r" % (i, name)
+        assert elapsed < 2.0, "connection %d took %.2fs" % (i, elapsed)
+        slow += elapsed >= 0.25
+    assert slow >= 1, "no connection waited for the 300ms connect timeout: was s2 ever picked?"
+
+
+def test_all_servers_unresponsive_closes_after_timeouts(fulcrum, blackhole):
+    holes = ["127.0.0.1:%d" % blackhole() for _ in range(2)]
+    f, port = proxy(fulcrum, holes, backend_kw={"retries": 1, "connect_timeout": "300ms"})
+    t0 = time.monotonic()
+    with connect(port) as s:
+        try:
+            got = recv_all(s, timeout=5)
+        except ConnectionResetError:
+            got = b""
+        except socket.timeout:
+            pytest.fail("connection still open 5 s after every server timed out")
+    elapsed = time.monotonic() - t0
+    assert got == b""
+    assert 0.25 <= elapsed < 2.5, "closed after %.2fs (2 attempts x 300ms expected)" % elapsed
+    assert f.alive()
 
 
 def test_all_servers_down_closes_promptly(fulcrum, backend):

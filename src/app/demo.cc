@@ -1,0 +1,229 @@
+#include "app/demo.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <random>
+#include <thread>
+#include <variant>
+
+#include "app/runtime.h"
+#include "app/validate.h"
+#include "config/loader.h"
+#include "core/event_loop.h"
+#include "core/log.h"
+#include "http/simple_server.h"
+
+namespace fulcrum::app {
+namespace {
+
+struct DemoApp {
+  std::string name;
+  uint16_t port;
+  int delay_ms;
+  std::string speed;
+};
+
+const DemoApp kApps[] = {
+    {"app1", 9101, 5, "fast"},
+    {"app2", 9102, 30, "medium"},
+    {"app3", 9103, 150, "slow"},
+};
+
+// One demo application server: it keeps login sessions in its own memory, as many real
+// applications do, so a balancer that sends a user elsewhere "logs them out".
+class DemoServer {
+ public:
+  DemoServer(EventLoop& loop, const DemoApp& app)
+      : loop_(loop), app_(app), server_(loop, [this](const http::SimpleRequest& r, http::SimpleServer::Respond done) {
+          handle(r, std::move(done));
+        }) {}
+
+  Result<void> start() { return server_.listen(*SocketAddress::parse("127.0.0.1:" + std::to_string(app_.port))); }
+
+ private:
+  static bool ends_with(const std::string& s, std::string_view suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  }
+
+  void handle(const http::SimpleRequest& r, http::SimpleServer::Respond done) {
+    http::SimpleResponse resp = route(r);
+    resp.headers.emplace_back("X-Served-By", app_.name);
+    if (r.path == "/health" || app_.delay_ms == 0) return done(std::move(resp));
+    // Answer after the server's "work" time, without blocking the loop.
+    auto shared = std::make_shared<http::SimpleResponse>(std::move(resp));
+    std::erase_if(pending_, [](const std::unique_ptr<Timer>& t) { return !t->armed(); });
+    pending_.push_back(std::make_unique<Timer>(loop_, [done, shared] { done(std::move(*shared)); }));
+    pending_.back()->arm(Millis(app_.delay_ms));
+  }
+
+  http::SimpleResponse route(const http::SimpleRequest& r) {
+    std::string who = app_.name + " (" + app_.speed + ", ~" + std::to_string(app_.delay_ms) + "ms)";
+    if (r.path == "/health") {
+      if (failing_) return http::SimpleResponse::json(503, R"({"status":"DOWN","server":")" + app_.name + "\"}\n");
+      return http::SimpleResponse::json(200, R"({"status":"UP","server":")" + app_.name + "\"}\n");
+    }
+    if (r.path == "/fail" && r.method == "POST") {
+      failing_ = true;
+      return http::SimpleResponse::text(200, app_.name + " now fails its health check\n");
+    }
+    if (r.path == "/recover" && r.method == "POST") {
+      failing_ = false;
+      return http::SimpleResponse::text(200, app_.name + " passes its health check again\n");
+    }
+    if (ends_with(r.path, "/login")) {
+      std::string user = r.query_param("user");
+      if (user.empty()) user = "guest";
+      char id[17];
+      std::snprintf(id, sizeof(id), "%016llx", static_cast<unsigned long long>(rng_()));
+      sessions_[id] = user;
+      auto resp = http::SimpleResponse::text(200, "logged in as " + user + " on " + who + "\n");
+      resp.headers.emplace_back("Set-Cookie", std::string("demo_session=") + id + "; Path=/; HttpOnly");
+      return resp;
+    }
+    if (ends_with(r.path, "/profile")) {
+      std::string sid = r.cookie("demo_session");
+      auto it = sessions_.find(sid);
+      if (it == sessions_.end())
+        return http::SimpleResponse::text(
+            401, "401 not logged in on " + app_.name +
+                     ": sessions live in each server's memory, and this request reached another server\n");
+      return http::SimpleResponse::text(200, "profile of " + it->second + ", served by " + who + "\n");
+    }
+    return http::SimpleResponse::text(200, "hello from " + who + "\n");
+  }
+
+  EventLoop& loop_;
+  DemoApp app_;
+  http::SimpleServer server_;
+  std::map<std::string, std::string> sessions_;
+  std::mt19937_64 rng_{std::random_device{}()};
+  std::vector<std::unique_ptr<Timer>> pending_;
+  bool failing_ = false;
+};
+
+}  // namespace
+
+std::string demo_config() {
+  return R"(# fulcrum demo: three application servers of different speeds behind one balancer.
+workers: auto
+shutdown_grace: 2s
+listeners:
+  - name: web
+    bind: 127.0.0.1:8080
+    protocol: http
+    routes:
+      - match: { path_prefix: /rr/ }       # plain round robin: watch sessions get lost
+        backend: apps_rr
+      - match: { path_prefix: /hash/ }     # consistent hashing on ?user=: same user, same server
+        backend: apps_hash
+      - backend: apps                      # least_time + health checks + sticky cookie
+backends:
+  - name: apps
+    balance: least_time
+    sticky: { cookie: FULCRUM_SERVER }
+    health: { check: http, path: /health, expect_body: '"status":"UP"', interval: 1s, timeout: 500ms, rise: 2, fall: 2 }
+    servers:
+      - { name: app1, address: 127.0.0.1:9101 }
+      - { name: app2, address: 127.0.0.1:9102 }
+      - { name: app3, address: 127.0.0.1:9103 }
+  - name: apps_rr
+    balance: round_robin
+    servers:
+      - { name: app1, address: 127.0.0.1:9101 }
+      - { name: app2, address: 127.0.0.1:9102 }
+      - { name: app3, address: 127.0.0.1:9103 }
+  - name: apps_hash
+    balance: hash
+    hash_key: query:user
+    servers:
+      - { name: app1, address: 127.0.0.1:9101 }
+      - { name: app2, address: 127.0.0.1:9102 }
+      - { name: app3, address: 127.0.0.1:9103 }
+)";
+}
+
+int run_demo(bool print_config_only) {
+  if (print_config_only) {
+    std::fputs(demo_config().c_str(), stdout);
+    return 0;
+  }
+  char dir_template[] = "/tmp/fulcrum-demo-XXXXXX";
+  const char* dir = mkdtemp(dir_template);
+  if (!dir) {
+    std::perror("fulcrum demo: mkdtemp");
+    return 1;
+  }
+  std::string path = std::string(dir) + "/fulcrum-demo.yaml";
+  std::ofstream(path) << demo_config();
+
+  auto loaded = config::load_file(path);
+  if (auto* err = std::get_if<config::ConfigError>(&loaded)) {
+    std::fprintf(stderr, "%s\n", err->to_string().c_str());
+    return 1;
+  }
+  auto cfg = std::get<std::shared_ptr<const config::Config>>(loaded);
+  if (auto err = validate(*cfg)) {
+    std::fprintf(stderr, "%s\n", err->to_string().c_str());
+    return 1;
+  }
+
+  // Signals are handled by the runtime's signalfd; block them before any thread starts.
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&mask, s);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+
+  EventLoop apps_loop;
+  std::vector<std::unique_ptr<DemoServer>> apps;
+  for (auto& a : kApps) {
+    apps.push_back(std::make_unique<DemoServer>(apps_loop, a));
+    if (auto r = apps.back()->start(); !r) {
+      std::fprintf(stderr, "fulcrum demo: cannot start %s on 127.0.0.1:%u: %s\n", a.name.c_str(), a.port,
+                   strerror(r.error().code));
+      return 1;
+    }
+  }
+  std::thread apps_thread([&] { apps_loop.run(); });
+
+  auto rt = Runtime::create(cfg);
+  if (!rt) {
+    std::fprintf(stderr, "fulcrum demo: %s\n", rt.error().message.c_str());
+    apps_loop.stop();
+    apps_thread.join();
+    return 1;
+  }
+  std::printf(
+      "fulcrum demo is running (config: %s; print it with `fulcrum demo --print-config`)\n\n"
+      "  three application servers: app1 fast (~5ms), app2 medium (~30ms), app3 slow (~150ms)\n"
+      "  balancer: http://127.0.0.1:8080\n\n"
+      "Try:\n"
+      "  curl -s http://127.0.0.1:8080/                      # least_time: mostly the fast app1\n"
+      "  for i in 1 2 3 4 5 6; do curl -s http://127.0.0.1:8080/rr/; done   # round robin: all three\n\n"
+      "The session problem of plain round robin (each server keeps logins in its own memory):\n"
+      "  curl -s -c /tmp/rr.jar -X POST 'http://127.0.0.1:8080/rr/login?user=ada'\n"
+      "  for i in 1 2 3; do curl -s -b /tmp/rr.jar http://127.0.0.1:8080/rr/profile; done   # 2 of 3 fail\n\n"
+      "Solved by the sticky cookie (FULCRUM_SERVER) ...\n"
+      "  curl -s -c /tmp/s.jar -b /tmp/s.jar -X POST 'http://127.0.0.1:8080/login?user=ada'\n"
+      "  for i in 1 2 3; do curl -s -b /tmp/s.jar http://127.0.0.1:8080/profile; done      # always the same server\n"
+      "... and by consistent hashing on the user:\n"
+      "  curl -s -c /tmp/h.jar -X POST 'http://127.0.0.1:8080/hash/login?user=ada'\n"
+      "  for i in 1 2 3; do curl -s -b /tmp/h.jar 'http://127.0.0.1:8080/hash/profile?user=ada'; done\n\n"
+      "Health checks: make app1 fail its check, watch it leave, then bring it back:\n"
+      "  curl -s -X POST http://127.0.0.1:9101/fail; sleep 3; for i in 1 2 3; do curl -s http://127.0.0.1:8080/; done\n"
+      "  curl -s -X POST http://127.0.0.1:9101/recover\n\n"
+      "Stop with Ctrl-C.\n",
+      path.c_str());
+  std::fflush(stdout);
+  int rc = (*rt)->run();
+  apps_loop.stop();
+  apps_thread.join();
+  return rc;
+}
+
+}  // namespace fulcrum::app

@@ -1,0 +1,13 @@
+// `fulcrum demo`: the embedded default a newcomer runs first. Starts three demo application
+// servers of different speeds on their own thread, writes the demo config, and runs the balancer
+// in front of them. Main thread (the demo servers have their own loop).
+#pragma once
+#include <string>
+
+namespace fulcrum::app {
+
+// The demo's config (YAML), as `fulcrum demo --print-config` prints it.
+std::string demo_config();
+int run_demo(bool print_config_only);
+
+}  // namespace fulcrum::app
