@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for bench/run.sh (sourced, not run): processes started in the foreground of a
 # background job so that their PID is known exactly, stopped by that PID only, and config
 # writers for the nginx backends, the peers (HAProxy, nginx proxy) and fulcrum.
@@ -29,7 +30,7 @@ stop_one() {
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
   fi
   wait "$pid" 2>/dev/null || true
   rm -f "$BENCH_DIR/pids/$name"

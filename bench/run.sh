@@ -2,7 +2,7 @@
 # fulcrum beside HAProxy on loopback (run by `make bench`). Starts three nginx backends, HAProxy
 # and fulcrum with the same thread count over them, runs wrk against each scenario in interleaved
 # rounds (A B, B A, A B ...) so that drift in the machine's speed hits every target alike, prints
-# median req/s, p50, p99, MB/s, errors and the ratio to the reference (the first target), then
+# median req/s, p50, p99, MiB/s, errors and the ratio to the reference (the first target), then
 # measures fulcrum's memory per idle connection (bench/idle_memory.py).
 #
 #   env: THREADS (2)      workers of fulcrum = nbthread of HAProxy = nginx proxy workers

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Summarises wrk runs: DIR/NAME.ROUND files (wrk --latency output), one row per target with the
-median over rounds of req/s, p50, p99 and MB/s, the errors summed over rounds, and the ratio of
-req/s (and of MB/s) to the first target, the reference.
+median over rounds of req/s, p50, p99 and MiB/s, the errors summed over rounds, and the ratio of
+req/s (and of MiB/s) to the first target, the reference.
 usage: wrk_report.py DIR ROUNDS NAME [NAME ...]"""
 import re
 import statistics
@@ -13,13 +13,14 @@ def ms(v):
     return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[u]
 
 
-def mb(v):
-    n, u = re.match(r"([\d.]+)(B|KB|MB|GB)$", v).groups()
-    return float(n) * {"B": 1e-6, "KB": 1e-3, "MB": 1.0, "GB": 1e3}[u]
+def mib(n, unit):
+    # wrk prints sizes in binary units (1 KB = 1024 B) with two decimals.
+    return float(n) * {"B": 1.0 / 1048576, "KB": 1.0 / 1024, "MB": 1.0, "GB": 1024.0,
+                       "TB": 1048576.0}[unit]
 
 
 def parse(text):
-    """(req/s, p50 ms, p99 ms, MB/s, errors) of one wrk run, or None when it printed no result."""
+    """(req/s, p50 ms, p99 ms, MiB/s, errors) of one wrk run, or None when it printed no result."""
     m = re.search(r"Requests/sec:\s+([\d.]+)", text)
     if not m:
         return None
@@ -33,7 +34,18 @@ def parse(text):
     # Anchored: "62.99%" in the +/- Stdev column must not pass for the 99th percentile.
     return (float(m.group(1)), ms(re.search(r"^\s*50%\s+(\S+)", text, re.M).group(1)),
             ms(re.search(r"^\s*99%\s+(\S+)", text, re.M).group(1)),
-            mb(re.search(r"Transfer/sec:\s+(\S+)", text).group(1)), errors)
+            mib_per_s(text), errors)
+
+
+def mib_per_s(text):
+    """Total read over the run's duration: finer than "Transfer/sec", which wrk rounds to
+    0.01 GB (10 MiB/s) on bulk transfers."""
+    m = re.search(r"\d+ requests in ([\d.]+)(us|ms|s|m), ([\d.]+)(B|KB|MB|GB|TB) read", text)
+    if m:
+        return mib(m.group(3), m.group(4)) / (ms(m.group(1) + m.group(2)) / 1000.0)
+    n, u = re.match(r"([\d.]+)(B|KB|MB|GB|TB)$",
+                    re.search(r"Transfer/sec:\s+(\S+)", text).group(1)).groups()
+    return mib(n, u)
 
 
 def main():
@@ -56,8 +68,8 @@ def main():
         med = [statistics.median(x[i] for x in runs) if runs else 0.0 for i in range(4)]
         rows[name] = med + [sum(x[4] for x in runs), failed]
     ref_rps, ref_mbs = rows[names[0]][0] or 1.0, rows[names[0]][3] or 1.0
-    print("%-14s%11s%9s%9s%10s%8s%8s%8s" % ("target", "req/s", "p50 ms", "p99 ms", "MB/s",
-                                             "errors", "ratio", "MB/s r"))
+    print("%-14s%11s%9s%9s%10s%8s%8s%8s" % ("target", "req/s", "p50 ms", "p99 ms", "MiB/s",
+                                             "errors", "ratio", "MiB r"))
     for name, (rps, p50, p99, mbs, errors, failed) in rows.items():
         note = "  (%d of %d runs gave no result)" % (failed, rounds) if failed else ""
         print("%-14s%11.0f%9.2f%9.2f%10.1f%8d%8.2f%8.2f%s" % (

@@ -65,6 +65,13 @@ Result<SocketAddress> SocketAddress::parse(std::string_view text, bool resolve) 
   return out;
 }
 
+SocketAddress SocketAddress::local_of(int fd) {
+  SocketAddress a;
+  a.len_ = sizeof(a.ss_);  // in/out: the room given, then the length returned
+  if (getsockname(fd, a.sa(), &a.len_) != 0) a.len_ = 0;
+  return a;
+}
+
 uint16_t SocketAddress::port() const {
   if (family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&ss_)->sin_port);
   if (family() == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&ss_)->sin6_port);

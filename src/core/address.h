@@ -21,6 +21,9 @@ class SocketAddress {
   // name is looked up (blocking: configuration time only).
   static Result<SocketAddress> parse(std::string_view text, bool resolve = false);
 
+  // The local address a socket is bound to (getsockname); empty on error.
+  static SocketAddress local_of(int fd);
+
   const sockaddr* sa() const { return reinterpret_cast<const sockaddr*>(&ss_); }
   sockaddr* sa() { return reinterpret_cast<sockaddr*>(&ss_); }
   socklen_t len() const { return len_; }

@@ -57,7 +57,24 @@ constexpr bool is_tchar(unsigned char c) { return is(c, kTchar); }
 constexpr bool is_digit(unsigned char c) { return is(c, kDigit); }
 constexpr bool is_hex(unsigned char c) { return is(c, kHex); }
 constexpr bool is_ws(unsigned char c) { return c == ' ' || c == '\t'; }
-constexpr unsigned char to_lower(unsigned char c) { return (c >= 'A' && c <= 'Z') ? c | 0x20 : c; }
+constexpr std::array<unsigned char, 256> make_lower() {
+  std::array<unsigned char, 256> t{};
+  for (int c = 0; c < 256; ++c) t[c] = static_cast<unsigned char>((c >= 'A' && c <= 'Z') ? c | 0x20 : c);
+  return t;
+}
+inline constexpr std::array<unsigned char, 256> kLower = make_lower();
+// ASCII lowercase only: '^' and '~' differ in bit 0x20 too, so no "| 0x20" shortcut.
+constexpr unsigned char to_lower(unsigned char c) { return kLower[c]; }
+
+// Whether any of the 8 bytes in `w` is a CTL (< 0x20) or DEL: the scanner's word-at-a-time fast
+// path. The classic "has byte less than n" and "has byte equal to n" tricks; exact as a whole.
+constexpr bool word_has_ctl(uint64_t w) {
+  constexpr uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
+  uint64_t below_space = (w - kOnes * 0x20) & ~w & kHigh;
+  uint64_t x = w ^ (kOnes * 0x7f);
+  uint64_t del = (x - kOnes) & ~x & kHigh;
+  return (below_space | del) != 0;
+}
 constexpr int hex_value(unsigned char c) {
   return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;  // only for is_hex(c)
 }

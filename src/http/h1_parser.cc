@@ -4,6 +4,7 @@
 #include "http/h1_parser.h"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -420,6 +421,14 @@ ParseResult run(HeadState& st, Head& head, const H1Limits& limits, std::string_v
   const size_t end = std::min(buf.size(), limits.max_head_bytes);
   size_t i = st.scan;
   for (;;) {
+    // Skip to the next CR, LF or other CTL: eight bytes at a time while none is in sight (most
+    // of a head is printable), then byte by byte to find which one.
+    while (i + 8 <= end) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      if (chars::word_has_ctl(w)) break;
+      i += 8;
+    }
     while (i < end && !is(p[i], chars::kHeadStop)) ++i;
     if (i >= end) break;
     // RFC 9112 2.2: lines end in CRLF; we refuse bare LF and bare CR alike.

@@ -28,29 +28,27 @@ constexpr size_t kMaxTokenLength = 32;
 // 256 slots for ~60 names: a load under 1/4, so a lookup almost always probes once.
 constexpr size_t kSlots = 256;
 
-constexpr uint32_t hash_lower(std::string_view s) {
-  uint32_t h = 2166136261u;  // FNV-1a over the lowercased bytes
-  for (char c : s) h = (h ^ chars::to_lower(static_cast<unsigned char>(c))) * 16777619u;
-  return h;
+// A cheap hash of length and three lowercased bytes: enough to spread ~60 names, and a probe
+// rejects a wrong slot on its length first.
+constexpr size_t slot_of(std::string_view s) {
+  size_t n = s.size();
+  auto at = [&](size_t i) { return static_cast<size_t>(chars::to_lower(static_cast<unsigned char>(s[i]))); };
+  return (n * 41 + at(0) * 7 + at(n - 1) * 3 + at(n / 2)) % kSlots;
 }
 
-constexpr std::array<uint8_t, kSlots> make_slots() {
-  std::array<uint8_t, kSlots> slots{};  // 0 = empty (kUnknown is never stored)
-  for (size_t i = 1; i < kHeaderTokenCount; ++i) {
-    size_t s = hash_lower(kTokens[i].name) % kSlots;
-    while (slots[s] != 0) s = (s + 1) % kSlots;
-    slots[s] = static_cast<uint8_t>(i);
+struct Lowered {
+  std::array<char, kMaxTokenLength> bytes{};
+  uint8_t size = 0;
+};
+
+constexpr std::array<Lowered, kHeaderTokenCount> make_lowered() {
+  std::array<Lowered, kHeaderTokenCount> out{};
+  for (size_t i = 0; i < kHeaderTokenCount; ++i) {
+    out[i].size = static_cast<uint8_t>(kTokens[i].name.size());
+    for (size_t k = 0; k < kTokens[i].name.size(); ++k)
+      out[i].bytes[k] = static_cast<char>(chars::to_lower(static_cast<unsigned char>(kTokens[i].name[k])));
   }
-  return slots;
-}
-constexpr std::array<uint8_t, kSlots> kSlotTable = make_slots();
-
-constexpr bool equal_nocase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (chars::to_lower(static_cast<unsigned char>(a[i])) != chars::to_lower(static_cast<unsigned char>(b[i])))
-      return false;
-  return true;
+  return out;
 }
 
 constexpr bool names_fit() {
@@ -59,15 +57,46 @@ constexpr bool names_fit() {
   return true;
 }
 static_assert(names_fit());
+constexpr std::array<Lowered, kHeaderTokenCount> kLowered = make_lowered();
+
+constexpr std::array<uint8_t, kSlots> make_slots() {
+  std::array<uint8_t, kSlots> slots{};  // 0 = empty (kUnknown is never stored)
+  for (size_t i = 1; i < kHeaderTokenCount; ++i) {
+    size_t s = slot_of(kTokens[i].name);
+    while (slots[s] != 0) s = (s + 1) % kSlots;
+    slots[s] = static_cast<uint8_t>(i);
+  }
+  return slots;
+}
+constexpr std::array<uint8_t, kSlots> kSlotTable = make_slots();
+
+// The longest probe sequence any interned name needs: a bound worth knowing (and testing).
+constexpr size_t max_probe() {
+  size_t worst = 0;
+  for (size_t i = 1; i < kHeaderTokenCount; ++i) {
+    size_t s = slot_of(kTokens[i].name), probes = 1;
+    while (kSlotTable[s] != i) s = (s + 1) % kSlots, ++probes;
+    worst = probes > worst ? probes : worst;
+  }
+  return worst;
+}
+static_assert(max_probe() <= 4, "header token hash clusters; change slot_of");
+
+bool equals_lowered(const Lowered& l, std::string_view name) {
+  if (l.size != name.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i)
+    if (chars::to_lower(static_cast<unsigned char>(name[i])) != static_cast<unsigned char>(l.bytes[i])) return false;
+  return true;
+}
 
 }  // namespace
 
 HeaderToken lookup_header_token(std::string_view name) {
   if (name.empty() || name.size() > kMaxTokenLength) return HeaderToken::kUnknown;
-  for (size_t s = hash_lower(name) % kSlots;; s = (s + 1) % kSlots) {
+  for (size_t s = slot_of(name);; s = (s + 1) % kSlots) {
     uint8_t i = kSlotTable[s];
     if (i == 0) return HeaderToken::kUnknown;
-    if (equal_nocase(kTokens[i].name, name)) return static_cast<HeaderToken>(i);
+    if (equals_lowered(kLowered[i], name)) return static_cast<HeaderToken>(i);
   }
 }
 

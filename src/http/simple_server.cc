@@ -207,9 +207,7 @@ Result<void> SimpleServer::listen(const SocketAddress& addr) {
 }
 
 SocketAddress SimpleServer::local_address() const {
-  SocketAddress a;
-  if (acceptor_) getsockname(acceptor_->fd.get(), const_cast<SocketAddress&>(a).sa(), const_cast<SocketAddress&>(a).len_ptr());
-  return a;
+  return acceptor_ ? SocketAddress::local_of(acceptor_->fd.get()) : SocketAddress();
 }
 
 void SimpleServer::close() {

@@ -211,8 +211,7 @@ void TcpSession::on_connected() {
   server_->record_time_us(static_cast<uint32_t>(us > 0xffffffffLL ? 0xffffffffLL : us));
   set_nodelay(upstream_.fd.get());
   if (listener_.spec_.proxy_protocol != config::ProxyProtocol::kOff) {
-    SocketAddress local;
-    getsockname(client_.fd.get(), local.sa(), local.len_ptr());
+    SocketAddress local = SocketAddress::local_of(client_.fd.get());
     char header[kMaxProxyHeader];
     size_t n = write_proxy_header(listener_.spec_.proxy_protocol, peer_, local, header);
     // A fresh connection's send buffer is empty: a header of ~100 bytes goes in one write.

@@ -57,7 +57,7 @@ inline Outcome run_probe(Check& check, EventLoop& loop, const upstream::Server& 
 // A listening socket on 127.0.0.1 with a free port; port() is its number.
 struct Listener {
   explicit Listener(int backlog = 16) {
-    fd = *listen_socket(*SocketAddress::parse("127.0.0.1:0"), SocketType::kStream, backlog);
+    fd = listen_socket(*SocketAddress::parse("127.0.0.1:0"), SocketType::kStream, backlog).value();
     SocketAddress a;
     *a.len_ptr() = sizeof(sockaddr_storage);
     getsockname(fd.get(), a.sa(), a.len_ptr());
