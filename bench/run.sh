@@ -34,6 +34,7 @@ HAPROXY_TCP_PORT=$((BASE_PORT + 12)) FULCRUM_TCP_PORT=$((BASE_PORT + 13))
 FULCRUM_HTTP_PORT=$((BASE_PORT + 14))
 BENCH_DIR=${BENCH_DIR:-$(mktemp -d /tmp/fulcrum-bench.XXXXXX)}
 mkdir -p "$BENCH_DIR"
+chmod 755 "$BENCH_DIR"  # nginx workers (www-data) must read the backends' files
 PY=/usr/bin/python3
 
 mode_has() { [ "$MODE" = all ] || [ "$MODE" = "$1" ]; }

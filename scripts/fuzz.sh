@@ -2,7 +2,8 @@
 # Runs every libFuzzer target of a fuzz build: scripts/fuzz.sh BUILD_DIR
 #
 # Each executable BUILD_DIR/fuzz/X_fuzz runs for $FUZZ_SECONDS seconds (default 20), starting
-# from a temporary copy of fuzz/corpus/X/ when that exists (new inputs never land in the repo).
+# from a temporary copy of fuzz/corpus/X/ when that exists (new inputs never land in the repo),
+# with the libFuzzer dictionary fuzz/X.dict when that exists.
 # Inputs are at most $FUZZ_MAX_LEN bytes (default 8192). Crash, leak and timeout reproducers are
 # kept in BUILD_DIR/fuzz-artifacts/X/. Exits 1 if any target fails, or if there is none to run.
 set -uo pipefail
@@ -39,11 +40,13 @@ for target in "${targets[@]}"; do
   fi
   artifacts="$build_dir/fuzz-artifacts/$short"
   mkdir -p "$artifacts"
+  dict=()
+  if [ -f "$repo/fuzz/$short.dict" ]; then dict=(-dict="$repo/fuzz/$short.dict"); fi
   log="$work/$name.log"
   echo "fuzz: $name for ${seconds}s (corpus: $(find "$corpus" -type f | wc -l) files)"
   # -timeout: one input taking this long is a hang; -rss_limit_mb: a parser never needs 2 GiB.
   "$target" "$corpus" -max_total_time="$seconds" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix="$artifacts/" >"$log" 2>&1
+    -print_final_stats=1 -artifact_prefix="$artifacts/" "${dict[@]}" >"$log" 2>&1
   rc=$?
   if [ $rc -ne 0 ]; then
     echo "fuzz: $name FAILED (exit $rc); last lines of its log:" >&2

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/pipe_pool.h"
 #include "core/socket.h"
+#include "health/health_service.h"
 #include "http/proxy.h"
 #include "http/router.h"
 #include "l4/tcp_proxy.h"
@@ -81,6 +82,9 @@ class RuntimeImpl final : public Runtime {
     }
     std::vector<upstream::Backend*> backend_ptrs;
     for (auto& b : backends_) backend_ptrs.push_back(b.get());
+    // Built here, so a check kind that cannot work (tcp_half_open without CAP_NET_RAW) says so
+    // at start; it runs on a thread of its own, so no check ever blocks a worker.
+    health_ = std::make_unique<health::HealthService>(backend_ptrs);
     size_t n = cfg_->workers ? cfg_->workers : std::max(1u, std::thread::hardware_concurrency());
     long fds = raise_fd_limit();
     FULCRUM_LOG(kDebug, "descriptor limit %ld", fds);
@@ -121,6 +125,7 @@ class RuntimeImpl final : public Runtime {
       FULCRUM_LOG(kError, "signalfd: %s", r.error().message.c_str());
       return 1;
     }
+    health_->start();  // after the signal mask (its thread inherits it), before traffic
     for (auto& w : workers_) {
       Worker* wp = w.get();
       wp->thread = std::thread([wp] { wp->loop.run(); });
@@ -135,6 +140,7 @@ class RuntimeImpl final : public Runtime {
     for (auto& w : workers_)
       if (w->thread.joinable()) w->thread.join();
     workers_.clear();
+    health_->stop();  // after the workers: they may still eject a server into it
     control_.remove(signals.fd.get());
     FULCRUM_LOG(kInfo, "stopped");
     return 0;
@@ -194,6 +200,7 @@ class RuntimeImpl final : public Runtime {
 
   std::shared_ptr<const config::Config> cfg_;
   std::vector<std::unique_ptr<upstream::Backend>> backends_;
+  std::unique_ptr<health::HealthService> health_;  // destroyed after the workers, before the backends
   std::vector<std::unique_ptr<Worker>> workers_;
   EventLoop control_;
   Timer drain_timer_;

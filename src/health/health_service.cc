@@ -39,7 +39,8 @@ void log_transition(LogLevel level, const char* fmt, ...) {
   if (level < log_level()) return;
   uint64_t dropped = 0;
   if (!g_transition_limiter.allow(&dropped)) return;
-  if (dropped) log_line(level, "(%llu health state changes not logged)", static_cast<unsigned long long>(dropped));
+  if (dropped)
+    log_line(level, "(%llu health state changes not logged)", static_cast<unsigned long long>(dropped));
   char line[1024];
   va_list ap;
   va_start(ap, fmt);
@@ -164,13 +165,15 @@ class HealthService::Impl final : public upstream::EjectionListener, public Slot
   void start_check(Slot& s) override {
     const config::Health& cfg = *s.ctx.cfg;
     s.started = Clock::now();
-    // The second check lands anywhere in the second half of the interval, so servers that all
-    // started together spread over the interval at once; later ones keep a +0/-10% jitter.
-    s.next_due = loop_.now() + jittered(cfg.interval, s.started_checks == 1 ? 0.5 : 0.9);
+    // The second check lands anywhere in the second half of the interval after the first, so
+    // servers that all started together spread over the interval at once; later ones keep a
+    // -10%..+0 jitter.
+    s.next_due = s.started + jittered(cfg.interval, s.started_checks == 0 ? 0.5 : 0.9);
     ++s.started_checks;
     uint64_t serial = ++s.serial;
     s.in_flight = true;
-    auto probe = s.ctx.check->probe(s.server, [this, sp = &s, serial](Outcome o) { finish(*sp, serial, std::move(o)); });
+    auto probe = s.ctx.check->probe(
+        s.server, [this, sp = &s, serial](Outcome o) { finish(*sp, serial, std::move(o)); });
     if (s.in_flight && s.serial == serial) {
       s.probe = std::move(probe);
       s.deadline.arm(cfg.timeout);
@@ -218,12 +221,12 @@ class HealthService::Impl final : public upstream::EjectionListener, public Slot
     if (!to) {
       // Progress toward a change, so an operator sees a server wobble before it flips.
       if (!o.passed() && before != Health::kDown)
-        FULCRUM_LOG_LIMITED(kInfo, "backend %s server %s check failed: %s [%s] (%u of %u failures before down)",
-                            backend, server, o.detail.c_str(), reason_code(o.reason), s.rise_fall.failures(),
-                            s.rise_fall.fall());
+        FULCRUM_LOG_LIMITED(
+            kInfo, "backend %s server %s check failed: %s [%s] (%u of %u failures before down)", backend,
+            server, o.detail.c_str(), reason_code(o.reason), s.rise_fall.failures(), s.rise_fall.fall());
       else if (o.passed() && before == Health::kDown)
-        FULCRUM_LOG_LIMITED(kInfo, "backend %s server %s check passed: %s (%u of %u passes before up)", backend,
-                            server, o.detail.c_str(), s.rise_fall.passes(), s.rise_fall.rise());
+        FULCRUM_LOG_LIMITED(kInfo, "backend %s server %s check passed: %s (%u of %u passes before up)",
+                            backend, server, o.detail.c_str(), s.rise_fall.passes(), s.rise_fall.rise());
       return;
     }
     if (*to == Health::kUp) {
@@ -233,16 +236,18 @@ class HealthService::Impl final : public upstream::EjectionListener, public Slot
       srv.count_transition();
       std::string why = before == Health::kChecking
                             ? std::string("first check")
-                            : std::to_string(s.rise_fall.passes()) + " consecutive passes";
+                            : std::to_string(s.rise_fall.passes()) +
+                                  (s.rise_fall.passes() == 1 ? " consecutive pass" : " consecutive passes");
       if (ramp) why += ", slow start over " + format_millis(s.ctx.cfg->slow_start);
-      log_transition(LogLevel::kInfo, "backend %s server %s is up: %s (%s) [%s]", backend, server, o.detail.c_str(),
-                     why.c_str(), reason_code(o.reason));
+      log_transition(LogLevel::kInfo, "backend %s server %s is up: %s (%s) [%s]", backend, server,
+                     o.detail.c_str(), why.c_str(), reason_code(o.reason));
     } else {
       end_ramp(s);
       srv.set_health(Health::kDown);
       srv.count_transition();
-      log_transition(LogLevel::kWarn, "backend %s server %s is down: %s (%u consecutive failures) [%s]", backend, server,
-                     o.detail.c_str(), s.rise_fall.failures(), reason_code(o.reason));
+      log_transition(LogLevel::kWarn, "backend %s server %s is down: %s (%u consecutive failure%s) [%s]",
+                     backend, server, o.detail.c_str(), s.rise_fall.failures(),
+                     s.rise_fall.failures() == 1 ? "" : "s", reason_code(o.reason));
     }
   }
 
@@ -294,8 +299,9 @@ class HealthService::Impl final : public upstream::EjectionListener, public Slot
       return;
     }
     std::string extra = ramp ? ", slow start over " + format_millis(s.ctx.cfg->slow_start) : "";
-    log_transition(LogLevel::kInfo, "backend %s server %s returns after ejection (%s)%s", s.ctx.backend->name().c_str(),
-                   s.server.name().c_str(), format_millis(s.ctx.cfg->passive ? s.ctx.cfg->passive->eject : Millis(0)).c_str(),
+    log_transition(LogLevel::kInfo, "backend %s server %s returns after ejection (%s)%s",
+                   s.ctx.backend->name().c_str(), s.server.name().c_str(),
+                   format_millis(s.ctx.cfg->passive ? s.ctx.cfg->passive->eject : Millis(0)).c_str(),
                    extra.c_str());
   }
 

@@ -32,9 +32,8 @@ std::string_view trim(std::string_view s) {
 }
 
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return (x | 0x20) == (y | 0x20);
-         });
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return (x | 0x20) == (y | 0x20); });
 }
 
 // status-line = HTTP-version SP status-code SP [ reason-phrase ]  (RFC 9112 section 4). We also
@@ -96,7 +95,8 @@ class HttpProbe final : public StreamProbe {
   }
 
   bool status_ok(int status) const {
-    return std::find(cfg_.expect_status.begin(), cfg_.expect_status.end(), status) != cfg_.expect_status.end();
+    return std::find(cfg_.expect_status.begin(), cfg_.expect_status.end(), status) !=
+           cfg_.expect_status.end();
   }
 
   // Takes one line (without CR LF) from in_ at pos_; false when it is not complete yet.
@@ -281,7 +281,8 @@ class HttpProbe final : public StreamProbe {
     if (phase_ == Phase::kStatus)
       return finish({Reason::kL7Bad, in_.empty() ? "connection closed without a response"
                                                  : "connection closed inside the status line"});
-    if (phase_ == Phase::kHeaders) return finish({Reason::kL7Bad, "connection closed inside the response head"});
+    if (phase_ == Phase::kHeaders)
+      return finish({Reason::kL7Bad, "connection closed inside the response head"});
     body_done(false);  // EOF ends an unframed body; a framed one was cut short: judge what came
   }
 
@@ -314,7 +315,7 @@ class HttpCheck final : public Check {
 
   std::unique_ptr<Probe> probe(const upstream::Server& server, Done done) override {
     // Host: the configured name, else the address as written (RFC 9110 section 7.2: host and port).
-    const std::string& host = !cfg_.host.empty()          ? cfg_.host
+    const std::string& host = !cfg_.host.empty()               ? cfg_.host
                               : !server.address_text().empty() ? server.address_text()
                                                                : server.address().to_string();
     std::string request = "GET " + cfg_.path + " HTTP/1.1\r\nHost: " + host +

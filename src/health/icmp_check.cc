@@ -41,18 +41,27 @@ uint16_t get16(const unsigned char* p) { return static_cast<uint16_t>(p[0] << 8 
 const char* unreachable_text(bool v6, int code) {
   if (!v6) {
     switch (code) {
-      case ICMP_NET_UNREACH: return "network unreachable";
-      case ICMP_HOST_UNREACH: return "host unreachable";
-      case ICMP_PROT_UNREACH: return "protocol unreachable";
-      case ICMP_PKT_FILTERED: return "administratively prohibited";
-      default: return "destination unreachable";
+      case ICMP_NET_UNREACH:
+        return "network unreachable";
+      case ICMP_HOST_UNREACH:
+        return "host unreachable";
+      case ICMP_PROT_UNREACH:
+        return "protocol unreachable";
+      case ICMP_PKT_FILTERED:
+        return "administratively prohibited";
+      default:
+        return "destination unreachable";
     }
   }
   switch (code) {
-    case ICMP6_DST_UNREACH_NOROUTE: return "no route to host";
-    case ICMP6_DST_UNREACH_ADMIN: return "administratively prohibited";
-    case ICMP6_DST_UNREACH_ADDR: return "address unreachable";
-    default: return "destination unreachable";
+    case ICMP6_DST_UNREACH_NOROUTE:
+      return "no route to host";
+    case ICMP6_DST_UNREACH_ADMIN:
+      return "administratively prohibited";
+    case ICMP6_DST_UNREACH_ADDR:
+      return "address unreachable";
+    default:
+      return "destination unreachable";
   }
 }
 
@@ -64,7 +73,8 @@ class IcmpSocket final : public IoHandler {
   IcmpSocket(EventLoop& loop, int family) : loop_(loop), family_(family) {
     static std::atomic<uint16_t> counter{0};
     // Distinct per socket in this process, and unlikely to match another pinger on the host.
-    id_ = static_cast<uint16_t>((::getpid() * 2654435761u) >> 16) ^ static_cast<uint16_t>(counter.fetch_add(1) * 40503u);
+    id_ = static_cast<uint16_t>((::getpid() * 2654435761u) >> 16) ^
+          static_cast<uint16_t>(counter.fetch_add(1) * 40503u);
   }
   ~IcmpSocket() {
     if (fd_) loop_.remove(fd_.get());
@@ -97,7 +107,8 @@ class IcmpSocket final : public IoHandler {
         setsockopt(fd_.get(), SOL_RAW, kIcmpFilter, &f, sizeof(f));
       }
     }
-    if (auto r = loop_.add(fd_.get(), this, EPOLLIN | EPOLLET); !r) return r.error().code ? r.error().code : EIO;
+    if (auto r = loop_.add(fd_.get(), this, EPOLLIN | EPOLLET); !r)
+      return r.error().code ? r.error().code : EIO;
     return 0;
   }
 
@@ -258,7 +269,8 @@ class IcmpCheck final : public Check {
     if (!slot && err == 0) {
       auto s = std::make_shared<IcmpSocket>(loop_, server.address().family());
       err = s->open();
-      if (err == 0) slot = std::move(s);
+      if (err == 0)
+        slot = std::move(s);
       else
         FULCRUM_LOG(kError, "icmp health checks: cannot open an ICMP socket: %s%s", strerror(err),
                     err == EPERM || err == EACCES ? " (raw sockets need CAP_NET_RAW; ping sockets need "

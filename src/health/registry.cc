@@ -12,7 +12,8 @@ constexpr Kind kKinds[] = {
     {"tcp", make_tcp_check, "a full TCP connect to the server's address"},
     {"tcp_half_open", make_tcp_half_open_check,
      "SYN, wait for SYN-ACK, reset; needs CAP_NET_RAW, falls back to tcp without it"},
-    {"http", make_http_check, "GET path; passes on a status in expect_status and, if set, expect_body in the body"},
+    {"http", make_http_check,
+     "GET path; passes on a status in expect_status and, if set, expect_body in the body"},
     {"icmp", make_icmp_check, "ICMP echo request and reply (raw socket)"},
     {"none", nullptr, "no active checks: servers are up unless ejected or set down"},
 };

@@ -42,7 +42,8 @@ void StreamProbe::start(const SocketAddress& addr) {
 
 void StreamProbe::expire(Millis timeout) {
   if (finished()) return;
-  if (!connected_) return finish({Reason::kL4Timeout, "timeout after " + format_millis(timeout) + " connecting"});
+  if (!connected_)
+    return finish({Reason::kL4Timeout, "timeout after " + format_millis(timeout) + " connecting"});
   finish({Reason::kL7Timeout, "timeout after " + format_millis(timeout)});
 }
 

@@ -23,11 +23,13 @@ namespace fulcrum::health {
 namespace {
 
 constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kAck = 0x10;
-constexpr size_t kSynLen = 24;  // 20-byte header + MSS option: a SYN without one looks odd to some middleboxes
+constexpr size_t kSynLen =
+    24;  // 20-byte header + MSS option: a SYN without one looks odd to some middleboxes
 
 uint16_t get16(const unsigned char* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 uint32_t get32(const unsigned char* p) {
-  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 | static_cast<uint32_t>(p[2]) << 8 | p[3];
+  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
+         static_cast<uint32_t>(p[2]) << 8 | p[3];
 }
 void put16(unsigned char* p, uint16_t v) {
   p[0] = static_cast<unsigned char>(v >> 8);
@@ -40,7 +42,8 @@ void put32(unsigned char* p, uint32_t v) {
 
 // RFC 9293 section 3.1: the checksum covers a pseudo-header of the IPv4 addresses, the protocol
 // and the TCP length, then the segment.
-uint16_t tcp4_checksum(const unsigned char* src, const unsigned char* dst, const unsigned char* seg, size_t n) {
+uint16_t tcp4_checksum(const unsigned char* src, const unsigned char* dst, const unsigned char* seg,
+                       size_t n) {
   uint32_t sum = 0;
   for (int i = 0; i < 4; i += 2) sum += get16(src + i) + get16(dst + i);
   sum += IPPROTO_TCP + static_cast<uint32_t>(n);
@@ -103,7 +106,8 @@ class RawTcp final : public IoHandler {
     prog.len = static_cast<unsigned short>(v6 ? std::size(v6f) : std::size(v4));
     prog.filter = v6 ? v6f : v4;
     if (setsockopt(raw_.get(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0) return errno;
-    if (auto r = loop_.add(raw_.get(), this, EPOLLIN | EPOLLET); !r) return r.error().code ? r.error().code : EIO;
+    if (auto r = loop_.add(raw_.get(), this, EPOLLIN | EPOLLET); !r)
+      return r.error().code ? r.error().code : EIO;
     drain();  // segments queued before the filter was attached
     return 0;
   }
@@ -191,7 +195,8 @@ int RawTcp::send_syn(HalfOpenProbe* probe, const SocketAddress& target, uint32_t
   return 0;
 }
 
-int RawTcp::send_segment(const SocketAddress& target, const SocketAddress& source, uint32_t seq, uint8_t flags) {
+int RawTcp::send_segment(const SocketAddress& target, const SocketAddress& source, uint32_t seq,
+                         uint8_t flags) {
   unsigned char seg[kSynLen] = {};
   size_t len = flags & kSyn ? kSynLen : 20;
   put16(seg, port_);
@@ -272,13 +277,17 @@ class HalfOpenCheck final : public Check {
     if (v6 && !v6_ && v6_err_ == 0) {
       auto raw = std::make_shared<RawTcp>(loop_, AF_INET6);
       v6_err_ = raw->open();
-      if (v6_err_ == 0) v6_ = std::move(raw);
-      else FULCRUM_LOG(kError, "tcp_half_open health checks: IPv6 raw socket: %s", strerror(v6_err_));
+      if (v6_err_ == 0)
+        v6_ = std::move(raw);
+      else
+        FULCRUM_LOG(kError, "tcp_half_open health checks: IPv6 raw socket: %s", strerror(v6_err_));
     }
     auto& raw = v6 ? v6_ : v4_;
     auto p = std::make_unique<HalfOpenProbe>(raw, server.address(), std::move(done));
-    if (!raw) p->finish({Reason::kLocalError, std::string("no raw socket: ") + strerror(v6_err_)});
-    else p->start();
+    if (!raw)
+      p->finish({Reason::kLocalError, std::string("no raw socket: ") + strerror(v6_err_)});
+    else
+      p->start();
     return p;
   }
   std::string_view kind() const override { return "tcp_half_open"; }

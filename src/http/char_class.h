@@ -8,15 +8,15 @@
 namespace fulcrum::http::chars {
 
 enum : uint16_t {
-  kTchar = 1 << 0,     // token character (RFC 9110 5.6.2)
-  kDigit = 1 << 1,     // DIGIT
-  kHex = 1 << 2,       // HEXDIG, either case
-  kWs = 1 << 3,        // SP / HTAB
-  kTarget = 1 << 4,    // allowed in a request-target: VCHAR but '#' (RFC 9112 3.2; see h1_parser.cc)
-  kHost = 1 << 5,      // reg-name / IPv4 byte: unreserved, sub-delims, '%' (RFC 3986 3.2.2)
-  kHeadStop = 1 << 6,  // stops the line scan: CR, LF, CTL other than HTAB, DEL
-  kQdtext = 1 << 7,    // quoted-string text (RFC 9110 5.6.4): HTAB SP 0x21 0x23-5B 0x5D-7E obs-text
-  kFieldByte = 1 << 8, // field-vchar / SP / HTAB: VCHAR, obs-text, SP, HTAB (RFC 9110 5.5)
+  kTchar = 1 << 0,       // token character (RFC 9110 5.6.2)
+  kDigit = 1 << 1,       // DIGIT
+  kHex = 1 << 2,         // HEXDIG, either case
+  kWs = 1 << 3,          // SP / HTAB
+  kTarget = 1 << 4,      // allowed in a request-target: VCHAR but '#' (RFC 9112 3.2; see h1_parser.cc)
+  kHost = 1 << 5,        // reg-name / IPv4 byte: unreserved, sub-delims, '%' (RFC 3986 3.2.2)
+  kHeadStop = 1 << 6,    // stops the line scan: CR, LF, CTL other than HTAB, DEL
+  kQdtext = 1 << 7,      // quoted-string text (RFC 9110 5.6.4): HTAB SP 0x21 0x23-5B 0x5D-7E obs-text
+  kFieldByte = 1 << 8,   // field-vchar / SP / HTAB: VCHAR, obs-text, SP, HTAB (RFC 9110 5.5)
   kSchemeTail = 1 << 9,  // ALPHA / DIGIT / "+" / "-" / "." (RFC 3986 3.1)
 };
 
@@ -41,7 +41,8 @@ constexpr std::array<uint16_t, 256> make_table() {
     if (c > 0x20 && c < 0x7f && c != '#') f |= kTarget;
     if (alpha || digit || in("-._~%", c) || in(kSubDelims, c)) f |= kHost;
     if ((c < 0x20 && c != '\t') || c == 0x7f) f |= kHeadStop;
-    if (c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e) || c >= 0x80)
+    if (c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e) ||
+        c >= 0x80)
       f |= kQdtext;
     if (c == '\t' || (c >= 0x20 && c != 0x7f)) f |= kFieldByte;
     if (alpha || digit || c == '+' || c == '-' || c == '.') f |= kSchemeTail;

@@ -21,10 +21,10 @@ ChunkStep ChunkedDecoder::decode(std::string_view in) {
   const size_t n = in.size();
   constexpr size_t kNone = static_cast<size_t>(-1);
   // First trailer byte of this call: 0 when the call starts inside a trailer field line.
-  size_t trailer_from =
-      state_ >= State::kTrailerName && state_ <= State::kTrailerLf ? 0 : kNone;
+  size_t trailer_from = state_ >= State::kTrailerName && state_ <= State::kTrailerLf ? 0 : kNone;
   auto trailer = [&](size_t upto) {
-    return ChunkStep{ChunkEvent::kTrailer, upto, in.substr(trailer_from, upto - trailer_from), ParseError::kNone};
+    return ChunkStep{ChunkEvent::kTrailer, upto, in.substr(trailer_from, upto - trailer_from),
+                     ParseError::kNone};
   };
   size_t i = 0;
   while (i < n) {
@@ -33,7 +33,8 @@ ChunkStep ChunkedDecoder::decode(std::string_view in) {
     if (state_ > State::kSizeStart && state_ <= State::kSizeLf && state_ != State::kSize &&
         ++line_bytes_ > limits_.max_chunk_line_bytes)
       return fail(ParseError::kChunkExtensionTooLong, i);
-    if (state_ >= State::kTrailerStart && state_ <= State::kFinalLf && ++trailer_bytes_ > limits_.max_trailer_bytes)
+    if (state_ >= State::kTrailerStart && state_ <= State::kFinalLf &&
+        ++trailer_bytes_ > limits_.max_trailer_bytes)
       return fail(ParseError::kTrailerTooLarge, i);
     switch (state_) {
       // chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF; chunk-size = 1*HEXDIG (7.1).
@@ -53,69 +54,101 @@ ChunkStep ChunkedDecoder::decode(std::string_view in) {
           break;
         }
         if (++line_bytes_ > limits_.max_chunk_line_bytes) return fail(ParseError::kChunkExtensionTooLong, i);
-        if (c == '\r') state_ = State::kSizeLf;
-        else if (c == ';') state_ = State::kExtNameStart;
-        else if (chars::is_ws(c)) state_ = State::kSizeWs;
-        else return fail(ParseError::kBadChunkSize, i);
+        if (c == '\r')
+          state_ = State::kSizeLf;
+        else if (c == ';')
+          state_ = State::kExtNameStart;
+        else if (chars::is_ws(c))
+          state_ = State::kSizeWs;
+        else
+          return fail(ParseError::kBadChunkSize, i);
         break;
       // chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ) (7.1.1). BWS
       // may only precede ';' or '=' or follow them, never end the line.
       case State::kSizeWs:
-        if (c == ';') state_ = State::kExtNameStart;
-        else if (!chars::is_ws(c)) return fail(ParseError::kBadChunkSize, i);
+        if (c == ';')
+          state_ = State::kExtNameStart;
+        else if (!chars::is_ws(c))
+          return fail(ParseError::kBadChunkSize, i);
         break;
       case State::kExtNameStart:
-        if (chars::is_tchar(c)) state_ = State::kExtName;
-        else if (!chars::is_ws(c)) return fail(ParseError::kBadChunkExtension, i);
+        if (chars::is_tchar(c))
+          state_ = State::kExtName;
+        else if (!chars::is_ws(c))
+          return fail(ParseError::kBadChunkExtension, i);
         break;
       case State::kExtName:
         if (chars::is_tchar(c)) break;
-        if (c == '\r') state_ = State::kSizeLf;
-        else if (c == '=') state_ = State::kExtValueStart;
-        else if (c == ';') state_ = State::kExtNameStart;
-        else if (chars::is_ws(c)) state_ = State::kExtNameWs;
-        else return fail(ParseError::kBadChunkExtension, i);
+        if (c == '\r')
+          state_ = State::kSizeLf;
+        else if (c == '=')
+          state_ = State::kExtValueStart;
+        else if (c == ';')
+          state_ = State::kExtNameStart;
+        else if (chars::is_ws(c))
+          state_ = State::kExtNameWs;
+        else
+          return fail(ParseError::kBadChunkExtension, i);
         break;
       case State::kExtNameWs:
-        if (c == '=') state_ = State::kExtValueStart;
-        else if (c == ';') state_ = State::kExtNameStart;
-        else if (!chars::is_ws(c)) return fail(ParseError::kBadChunkExtension, i);
+        if (c == '=')
+          state_ = State::kExtValueStart;
+        else if (c == ';')
+          state_ = State::kExtNameStart;
+        else if (!chars::is_ws(c))
+          return fail(ParseError::kBadChunkExtension, i);
         break;
       case State::kExtValueStart:
-        if (chars::is_tchar(c)) state_ = State::kExtToken;
-        else if (c == '"') state_ = State::kExtQuoted;
-        else if (!chars::is_ws(c)) return fail(ParseError::kBadChunkExtension, i);
+        if (chars::is_tchar(c))
+          state_ = State::kExtToken;
+        else if (c == '"')
+          state_ = State::kExtQuoted;
+        else if (!chars::is_ws(c))
+          return fail(ParseError::kBadChunkExtension, i);
         break;
       case State::kExtToken:
         if (chars::is_tchar(c)) break;
-        if (c == '\r') state_ = State::kSizeLf;
-        else if (c == ';') state_ = State::kExtNameStart;
-        else if (chars::is_ws(c)) state_ = State::kExtValueWs;
-        else return fail(ParseError::kBadChunkExtension, i);
+        if (c == '\r')
+          state_ = State::kSizeLf;
+        else if (c == ';')
+          state_ = State::kExtNameStart;
+        else if (chars::is_ws(c))
+          state_ = State::kExtValueWs;
+        else
+          return fail(ParseError::kBadChunkExtension, i);
         break;
       // quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE (RFC 9110 5.6.4).
       case State::kExtQuoted:
-        if (c == '"') state_ = State::kExtValueEnd;
-        else if (c == '\\') state_ = State::kExtQuotedPair;
-        else if (!chars::is(c, chars::kQdtext)) return fail(ParseError::kBadChunkExtension, i);
+        if (c == '"')
+          state_ = State::kExtValueEnd;
+        else if (c == '\\')
+          state_ = State::kExtQuotedPair;
+        else if (!chars::is(c, chars::kQdtext))
+          return fail(ParseError::kBadChunkExtension, i);
         break;
       case State::kExtQuotedPair:  // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
         if (!chars::is(c, chars::kFieldByte)) return fail(ParseError::kBadChunkExtension, i);
         state_ = State::kExtQuoted;
         break;
       case State::kExtValueEnd:
-        if (c == '\r') state_ = State::kSizeLf;
-        else if (c == ';') state_ = State::kExtNameStart;
-        else if (chars::is_ws(c)) state_ = State::kExtValueWs;
-        else return fail(ParseError::kBadChunkExtension, i);
+        if (c == '\r')
+          state_ = State::kSizeLf;
+        else if (c == ';')
+          state_ = State::kExtNameStart;
+        else if (chars::is_ws(c))
+          state_ = State::kExtValueWs;
+        else
+          return fail(ParseError::kBadChunkExtension, i);
         break;
       case State::kExtValueWs:
-        if (c == ';') state_ = State::kExtNameStart;
-        else if (!chars::is_ws(c)) return fail(ParseError::kBadChunkExtension, i);
+        if (c == ';')
+          state_ = State::kExtNameStart;
+        else if (!chars::is_ws(c))
+          return fail(ParseError::kBadChunkExtension, i);
         break;
       case State::kSizeLf:
         if (c != '\n') return fail(ParseError::kBadChunkSize, i);  // bare CR
-        if (remaining_ == 0) {  // last-chunk = 1*("0") [ chunk-ext ] CRLF
+        if (remaining_ == 0) {                                     // last-chunk = 1*("0") [ chunk-ext ] CRLF
           trailer_bytes_ = 0;
           state_ = State::kTrailerStart;
         } else {
@@ -153,12 +186,16 @@ ChunkStep ChunkedDecoder::decode(std::string_view in) {
         }
         break;
       case State::kTrailerName:
-        if (c == ':') state_ = State::kTrailerValue;
-        else if (!chars::is_tchar(c)) return fail(ParseError::kBadTrailer, i);
+        if (c == ':')
+          state_ = State::kTrailerValue;
+        else if (!chars::is_tchar(c))
+          return fail(ParseError::kBadTrailer, i);
         break;
       case State::kTrailerValue:
-        if (c == '\r') state_ = State::kTrailerLf;
-        else if (!chars::is(c, chars::kFieldByte)) return fail(ParseError::kBadTrailer, i);
+        if (c == '\r')
+          state_ = State::kTrailerLf;
+        else if (!chars::is(c, chars::kFieldByte))
+          return fail(ParseError::kBadTrailer, i);
         break;
       case State::kTrailerLf:
         if (c != '\n') return fail(ParseError::kBadTrailer, i);
@@ -169,7 +206,8 @@ ChunkStep ChunkedDecoder::decode(std::string_view in) {
         state_ = State::kDone;
         return ChunkStep{ChunkEvent::kDone, i + 1, {}, ParseError::kNone};
       case State::kDone:
-      case State::kError: break;  // handled above
+      case State::kError:
+        break;  // handled above
     }
     ++i;
   }

@@ -13,13 +13,14 @@
 namespace fulcrum::http {
 namespace {
 
-using detail::HeadState;
 using chars::is;
+using detail::HeadState;
 
 bool equal_nocase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i)
-    if (chars::to_lower(static_cast<unsigned char>(a[i])) != chars::to_lower(static_cast<unsigned char>(b[i])))
+    if (chars::to_lower(static_cast<unsigned char>(a[i])) !=
+        chars::to_lower(static_cast<unsigned char>(b[i])))
       return false;
   return true;
 }
@@ -81,9 +82,12 @@ ParseError parse_version(std::string_view v, Version* out) {
   if (v.size() != 8 || v.substr(0, 5) != "HTTP/" || !chars::is_digit(v[5]) || v[6] != '.' ||
       !chars::is_digit(v[7]))
     return ParseError::kBadVersion;
-  if (v[5] == '1' && v[7] == '1') *out = Version::kHttp11;
-  else if (v[5] == '1' && v[7] == '0') *out = Version::kHttp10;
-  else return ParseError::kUnsupportedVersion;
+  if (v[5] == '1' && v[7] == '1')
+    *out = Version::kHttp11;
+  else if (v[5] == '1' && v[7] == '0')
+    *out = Version::kHttp10;
+  else
+    return ParseError::kUnsupportedVersion;
   return ParseError::kNone;
 }
 
@@ -196,7 +200,8 @@ ParseError parse_field_line(std::string_view line, Header* f) {
   size_t i = 0;
   while (i < line.size() && chars::is_tchar(line[i])) ++i;
   if (i == line.size()) return ParseError::kBadFieldName;  // no colon
-  if (line[i] != ':') return chars::is_ws(line[i]) ? ParseError::kSpaceBeforeColon : ParseError::kBadFieldName;
+  if (line[i] != ':')
+    return chars::is_ws(line[i]) ? ParseError::kSpaceBeforeColon : ParseError::kBadFieldName;
   if (i == 0) return ParseError::kEmptyFieldName;
   f->name = line.substr(0, i);
   f->value = trim_ows(line.substr(i + 1));
@@ -261,8 +266,10 @@ ParseError on_connection(HeadState& st, MessageHead& h, std::string_view v) {
     st.conn_keep_alive |= equal_nocase(e, "keep-alive");
     st.conn_upgrade |= equal_nocase(e, "upgrade");
     HeaderToken t = lookup_header_token(e);
-    if (t != HeaderToken::kUnknown) h.connection_options.add(t);
-    else if (!close) h.connection_lists_unknown = true;
+    if (t != HeaderToken::kUnknown)
+      h.connection_options.add(t);
+    else if (!close)
+      h.connection_lists_unknown = true;
     return true;
   });
   return err;
@@ -272,8 +279,10 @@ ParseError on_connection(HeadState& st, MessageHead& h, std::string_view v) {
 void on_expect(HeadState& st, std::string_view v) {
   for_each_element(v, [&](std::string_view e) {
     if (e.empty()) return true;
-    if (equal_nocase(e, "100-continue")) st.expect_continue = true;
-    else st.expect_other = true;
+    if (equal_nocase(e, "100-continue"))
+      st.expect_continue = true;
+    else
+      st.expect_other = true;
     return true;
   });
 }
@@ -282,15 +291,21 @@ template <class Head>
 ParseError on_field(HeadState& st, Head& h, const Header& f) {
   constexpr bool kRequest = std::is_same_v<Head, RequestHead>;
   switch (f.token) {
-    case HeaderToken::kContentLength: return on_content_length(st, h, f.value);
-    case HeaderToken::kTransferEncoding: return on_transfer_encoding(st, f.value);
-    case HeaderToken::kConnection: return on_connection(st, h, f.value);
-    case HeaderToken::kUpgrade: st.upgrade_field = true; return ParseError::kNone;
+    case HeaderToken::kContentLength:
+      return on_content_length(st, h, f.value);
+    case HeaderToken::kTransferEncoding:
+      return on_transfer_encoding(st, f.value);
+    case HeaderToken::kConnection:
+      return on_connection(st, h, f.value);
+    case HeaderToken::kUpgrade:
+      st.upgrade_field = true;
+      return ParseError::kNone;
     case HeaderToken::kHost:
       if constexpr (kRequest) {
         // Exactly one Host, with a valid value (RFC 9112 3.2).
         if (++st.host_count > 1) return ParseError::kDuplicateHost;
-        if (!valid_host_port(f.value, /*port_required=*/false, /*allow_empty=*/true)) return ParseError::kBadHost;
+        if (!valid_host_port(f.value, /*port_required=*/false, /*allow_empty=*/true))
+          return ParseError::kBadHost;
         h.host = f.value;
         h.has_host = true;
       }
@@ -298,7 +313,8 @@ ParseError on_field(HeadState& st, Head& h, const Header& f) {
     case HeaderToken::kExpect:
       if constexpr (kRequest) on_expect(st, f.value);
       return ParseError::kNone;
-    default: return ParseError::kNone;
+    default:
+      return ParseError::kNone;
   }
 }
 
@@ -321,8 +337,8 @@ ParseError finish(HeadState& st, RequestHead& h, Method) {
     h.body = BodyKind::kNone;  // 6.3 point 6
   }
   h.keep_alive = !st.conn_close && (v11 || st.conn_keep_alive);  // RFC 9112 9.3
-  h.upgrade = v11 && st.upgrade_field && st.conn_upgrade;  // RFC 9110 7.8: ignore Upgrade in 1.0
-  h.expect_continue = v11 && st.expect_continue;           // RFC 9110 10.1.1: likewise
+  h.upgrade = v11 && st.upgrade_field && st.conn_upgrade;        // RFC 9110 7.8: ignore Upgrade in 1.0
+  h.expect_continue = v11 && st.expect_continue;                 // RFC 9110 10.1.1: likewise
   h.expect_other = st.expect_other;
   return ParseError::kNone;
 }
@@ -366,8 +382,10 @@ ParseResult fail(HeadState& st, ParseError e) {
 
 template <class Head>
 ParseError parse_start_line(std::string_view line, Head& head) {
-  if constexpr (std::is_same_v<Head, RequestHead>) return parse_request_line(line, head);
-  else return parse_status_line(line, head);
+  if constexpr (std::is_same_v<Head, RequestHead>)
+    return parse_request_line(line, head);
+  else
+    return parse_status_line(line, head);
 }
 
 // Earlier calls validated the lines in buf[0, upto) but their views may point at bytes that have
@@ -478,16 +496,26 @@ ParseResult run(HeadState& st, Head& head, const H1Limits& limits, std::string_v
 
 std::string_view method_name(Method m) {
   switch (m) {
-    case Method::kGet: return "GET";
-    case Method::kHead: return "HEAD";
-    case Method::kPost: return "POST";
-    case Method::kPut: return "PUT";
-    case Method::kDelete: return "DELETE";
-    case Method::kConnect: return "CONNECT";
-    case Method::kOptions: return "OPTIONS";
-    case Method::kTrace: return "TRACE";
-    case Method::kPatch: return "PATCH";
-    case Method::kOther: return "";
+    case Method::kGet:
+      return "GET";
+    case Method::kHead:
+      return "HEAD";
+    case Method::kPost:
+      return "POST";
+    case Method::kPut:
+      return "PUT";
+    case Method::kDelete:
+      return "DELETE";
+    case Method::kConnect:
+      return "CONNECT";
+    case Method::kOptions:
+      return "OPTIONS";
+    case Method::kTrace:
+      return "TRACE";
+    case Method::kPatch:
+      return "PATCH";
+    case Method::kOther:
+      return "";
   }
   return "";
 }

@@ -101,7 +101,7 @@ struct RequestHead : MessageHead {
   std::string_view method_text;  // always set, also for common methods
   std::string_view target;       // as received
   TargetForm target_form = TargetForm::kOrigin;
-  std::string_view host;         // the Host value (validated); empty if none (1.0) or empty value
+  std::string_view host;  // the Host value (validated); empty if none (1.0) or empty value
   bool has_host = false;
   bool expect_continue = false;  // "Expect: 100-continue" in a 1.1 request (RFC 9110 10.1.1)
   bool expect_other = false;     // another expectation: a server may answer 417
@@ -138,7 +138,7 @@ struct HeadState {
   size_t line_start = 0;  // first byte of the line being read
   size_t scan = 0;        // where the search for that line's CRLF resumes
   size_t n_fields = 0;
-  size_t done_at = 0;     // length of the head once complete
+  size_t done_at = 0;                    // length of the head once complete
   ParseError error = ParseError::kNone;  // sticky
   bool skipped_empty_line = false;
   bool start_line_done = false;
@@ -171,7 +171,10 @@ class RequestParser {
   // until reset(). A shorter `buf` than last time restarts the parse from its first byte.
   ParseResult parse(std::string_view buf, std::span<Header> fields, RequestHead* out);
   // Ready for the next message (e.g. the next pipelined request, parsed from its own start).
-  void reset() { st_ = {}; head_ = {}; }
+  void reset() {
+    st_ = {};
+    head_ = {};
+  }
 
  private:
   H1Limits limits_;
@@ -187,7 +190,10 @@ class ResponseParser {
   // response to HEAD has no body, a 2xx to CONNECT is a tunnel (RFC 9112 6.3 points 1-2).
   ParseResult parse(std::string_view buf, std::span<Header> fields, ResponseHead* out,
                     Method request_method = Method::kGet);
-  void reset() { st_ = {}; head_ = {}; }
+  void reset() {
+    st_ = {};
+    head_ = {};
+  }
 
  private:
   H1Limits limits_;

@@ -15,10 +15,9 @@ struct TokenInfo {
   uint8_t flags;
 };
 
-constexpr TokenInfo kTokens[] = {
-    {"", 0},
+constexpr TokenInfo kTokens[] = {{"", 0},
 #define FULCRUM_TOKEN_INFO(e, name, flags) {name, flags},
-    FULCRUM_HEADER_TOKENS(FULCRUM_TOKEN_INFO)
+                                 FULCRUM_HEADER_TOKENS(FULCRUM_TOKEN_INFO)
 #undef FULCRUM_TOKEN_INFO
 };
 static_assert(std::size(kTokens) == kHeaderTokenCount);
@@ -85,7 +84,8 @@ static_assert(max_probe() <= 4, "header token hash clusters; change slot_of");
 bool equals_lowered(const Lowered& l, std::string_view name) {
   if (l.size != name.size()) return false;
   for (size_t i = 0; i < name.size(); ++i)
-    if (chars::to_lower(static_cast<unsigned char>(name[i])) != static_cast<unsigned char>(l.bytes[i])) return false;
+    if (chars::to_lower(static_cast<unsigned char>(name[i])) != static_cast<unsigned char>(l.bytes[i]))
+      return false;
   return true;
 }
 

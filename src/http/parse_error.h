@@ -31,14 +31,14 @@ enum class ParseError : uint8_t {
   kHeadTooLarge,   // the head did not end within H1Limits::max_head_bytes
   kTooManyFields,  // more field lines than the caller's header array holds
   // Framing (RFC 9112 6).
-  kBadContentLength,                  // not 1*DIGIT, empty list element, or over 2^64-1
-  kConflictingContentLength,          // several Content-Length values that differ (RFC 9110 8.6)
-  kContentLengthWithTransferEncoding, // both present: the request-smuggling vector (RFC 9112 6.1)
-  kBadTransferEncoding,               // not a list of plain tokens
-  kTransferEncodingNotChunked,        // request whose final coding is not chunked (RFC 9112 6.3 p4)
-  kChunkedTwice,                      // chunked applied more than once (RFC 9112 6.1)
-  kTransferEncodingInHttp10,          // faulty framing by definition (RFC 9112 6.1, last paragraph)
-  kUnsupportedTransferCoding,         // request: a coding other than chunked: 501 (RFC 9112 6.1)
+  kBadContentLength,                   // not 1*DIGIT, empty list element, or over 2^64-1
+  kConflictingContentLength,           // several Content-Length values that differ (RFC 9110 8.6)
+  kContentLengthWithTransferEncoding,  // both present: the request-smuggling vector (RFC 9112 6.1)
+  kBadTransferEncoding,                // not a list of plain tokens
+  kTransferEncodingNotChunked,         // request whose final coding is not chunked (RFC 9112 6.3 p4)
+  kChunkedTwice,                       // chunked applied more than once (RFC 9112 6.1)
+  kTransferEncodingInHttp10,           // faulty framing by definition (RFC 9112 6.1, last paragraph)
+  kUnsupportedTransferCoding,          // request: a coding other than chunked: 501 (RFC 9112 6.1)
   // Request semantics.
   kMissingHost,    // HTTP/1.1 request without Host (RFC 9112 3.2)
   kDuplicateHost,  // more than one Host line (RFC 9112 3.2)

@@ -1,4 +1,7 @@
+// See upstream_pool.h. Worker thread only.
 #include "http/upstream_pool.h"
+
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -15,6 +18,7 @@ UpstreamConn::UpstreamConn(UpstreamPool& pool, upstream::Server* s, Fd f)
 UpstreamConn::~UpstreamConn() = default;
 
 void UpstreamConn::on_io(uint32_t events) {
+  if (closed) return;  // closed earlier in this turn; deleted after it
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable = true;
   if (events & EPOLLOUT) writable = true;
   if (owner) return owner->on_upstream_io(events);
@@ -62,6 +66,14 @@ UpstreamConn* UpstreamPool::open(upstream::Server* server, int* err) {
 void UpstreamPool::put(UpstreamConn* c) {
   c->owner = nullptr;
   c->in.release();
+  // An edge we have not read to EAGAIN may hide bytes after the response, or the server's FIN:
+  // either would be taken for the next response. One peek settles it (MSG_PEEK leaves the bytes).
+  if (c->readable) {
+    char byte;
+    ssize_t n = ::recv(c->fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n >= 0 || (errno != EAGAIN && errno != EINTR)) return close(c);
+    c->readable = false;
+  }
   auto& list = idle_[c->server];
   if (list.size() >= max_idle_ || c->server->health() == upstream::Health::kDown) return close(c);
   list.push_back(c);
@@ -75,8 +87,16 @@ void UpstreamPool::drop_idle(UpstreamConn* c) {
   close(c);
 }
 
+size_t UpstreamPool::idle(upstream::Server* server) const {
+  auto it = idle_.find(server);
+  return it == idle_.end() ? 0 : it->second.size();
+}
+
 void UpstreamPool::close(UpstreamConn* c) {
+  if (c->closed) return;
+  c->closed = true;
   c->owner = nullptr;
+  c->in.release();  // now: the buffer pool may be gone by the time the loop deletes `c`
   c->idle_timer_.cancel();
   if (c->fd) {
     loop_.remove(c->fd.get());

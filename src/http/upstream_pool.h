@@ -38,6 +38,7 @@ class UpstreamConn final : public IoHandler, public Deferred {
   bool writable = false;
   bool connected = false;
   bool reused = false;  // came from the pool: a failure before any byte may be a stale close
+  bool closed = false;  // given to close(): events still queued in this loop turn are ignored
 
  private:
   friend class UpstreamPool;
@@ -58,10 +59,12 @@ class UpstreamPool {
   UpstreamConn* take(upstream::Server* server);
   // A new connection (connect in progress); nullptr with errno set on failure.
   UpstreamConn* open(upstream::Server* server, int* err);
-  // Back to the pool after a complete exchange; closed if the pool for that server is full.
+  // Back to the pool after a complete exchange; closed instead if the pool for that server is
+  // full, the server is down, or the server sent bytes or a close nobody has read yet.
   void put(UpstreamConn* conn);
-  // Closes and deletes (after this turn).
+  // Closes and deletes (after this turn). Idempotent.
   void close(UpstreamConn* conn);
+  size_t idle(upstream::Server* server) const;
 
  private:
   friend class UpstreamConn;

@@ -29,6 +29,7 @@ class TcpSession final : public Deferred {
     TcpSession* session = nullptr;
     Fd fd;
     bool readable = false;
+    bool rdhup = false;  // the peer's FIN was signalled: read until 0, never infer from a short read
     bool writable = false;
     bool read_eof = false;   // peer sent FIN
     bool write_shut = false;  // we sent FIN
@@ -37,6 +38,7 @@ class TcpSession final : public Deferred {
   struct Flow {
     Pipe pipe;
     size_t in_pipe = 0;
+    bool bulk = false;  // a full copy-read was seen: splice the rest of this burst
   };
 
   void on_io(End& end, uint32_t events);
@@ -67,6 +69,7 @@ class TcpSession final : public Deferred {
 
 namespace {
 constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+constexpr size_t kCopyBytes = 16 * 1024;
 }
 
 // ---- listener --------------------------------------------------------------------------------
@@ -223,6 +226,7 @@ void TcpSession::on_connected() {
 void TcpSession::on_io(End& end, uint32_t events) {
   if (closed_) return;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) end.readable = true;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) end.rdhup = true;
   if (events & EPOLLOUT) end.writable = true;
   if (!connected_) {
     if (&end != &upstream_) return;  // client bytes wait in its socket until we are connected
@@ -247,8 +251,13 @@ void TcpSession::pump_all() {
   if (c2u_done && u2c_done) close("done");
 }
 
+// Small bursts (a request, a short response) are copied: one recv and one send, and a short recv
+// tells the socket is drained without a third call that would only say EAGAIN. Once a recv fills
+// the scratch block the burst is bulk, and the rest of it moves with splice(2) through a pipe,
+// never through user space. What dst cannot take at once waits in the flow's pipe either way.
 bool TcpSession::pump(End& src, End& dst, Flow& flow) {
   PipePool& pool = pipes_;
+  static thread_local char scratch[kCopyBytes];
   for (;;) {
     if (flow.in_pipe > 0) {
       if (!dst.writable) break;
@@ -265,6 +274,38 @@ bool TcpSession::pump(End& src, End& dst, Flow& flow) {
       return false;  // EPIPE, ECONNRESET: the other side is gone
     }
     if (src.read_eof || !src.readable) break;
+    if (!flow.bulk) {
+      ssize_t n = ::recv(src.fd.get(), scratch, sizeof(scratch), 0);
+      if (n == 0) {
+        src.read_eof = true;
+        break;
+      }
+      if (n < 0) {
+        if (errno == EAGAIN) {
+          src.readable = false;
+          break;
+        }
+        if (errno == EINTR) continue;
+        return false;
+      }
+      size_t got = static_cast<size_t>(n);
+      if (got == sizeof(scratch)) flow.bulk = true;
+      else if (!src.rdhup) src.readable = false;  // drained; a new edge comes with new bytes
+      size_t sent = 0;
+      if (dst.writable) {
+        ssize_t w = ::send(dst.fd.get(), scratch, got, MSG_NOSIGNAL);
+        if (w > 0) sent = static_cast<size_t>(w);
+        else if (w < 0 && errno != EAGAIN && errno != EINTR) return false;
+        if (sent < got) dst.writable = false;
+      }
+      if (sent < got) {  // the rest waits in the pipe (a pipe holds far more than the scratch)
+        if (!flow.pipe.valid() && !(flow.pipe = pool.acquire()).valid()) return false;
+        ssize_t w = ::write(flow.pipe.write, scratch + sent, got - sent);
+        if (w != static_cast<ssize_t>(got - sent)) return false;
+        flow.in_pipe += got - sent;
+      }
+      continue;
+    }
     if (!flow.pipe.valid()) {
       flow.pipe = pool.acquire();
       if (!flow.pipe.valid()) {
@@ -284,6 +325,7 @@ bool TcpSession::pump(End& src, End& dst, Flow& flow) {
     }
     if (errno == EAGAIN) {  // the pipe is empty here, so it is the socket that has nothing
       src.readable = false;
+      flow.bulk = false;  // the burst is over; the next one starts with a copy
       break;
     }
     if (errno == EINTR) continue;

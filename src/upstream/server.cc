@@ -80,9 +80,10 @@ void Server::eject() {
   backend_->bump();
   uint32_t errors = hot_.consecutive_errors.load(std::memory_order_relaxed);
   const auto& passive = backend_->spec().health.passive;
-  FULCRUM_LOG_LIMITED(kWarn, "backend %s server %s ejected for %lldms: %u consecutive errors on live traffic [PASSIVE]",
-                      backend_->name().c_str(), name_.c_str(),
-                      static_cast<long long>(passive ? passive->eject.count() : 0), errors);
+  FULCRUM_LOG_LIMITED(
+      kWarn, "backend %s server %s ejected for %lldms: %u consecutive errors on live traffic [PASSIVE]",
+      backend_->name().c_str(), name_.c_str(), static_cast<long long>(passive ? passive->eject.count() : 0),
+      errors);
   if (auto* l = ejection_listener_.load(std::memory_order_acquire)) l->on_ejected(*this);
 }
 

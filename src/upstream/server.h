@@ -32,14 +32,16 @@ class Server;
 // The health thread writes it once per check and the admin thread reads it: both cold, so a copy
 // under a mutex.
 struct CheckReport {
-  bool valid = false;   // false until the first check has finished
+  bool valid = false;  // false until the first check has finished
   bool passed = false;
-  uint8_t result = 0;   // health::Reason as a number (an index into Server::checks())
-  std::string code;     // short code: "L4OK", "L7STS", "L4TOUT"
-  std::string detail;   // "HTTP 503", "timeout after 1s", "connection refused"
+  uint8_t result = 0;  // health::Reason as a number (an index into Server::checks())
+  std::string code;    // short code: "OK", "L7STS", "L4TOUT"
+  std::string detail;  // "HTTP 503", "timeout after 1s", "connection refused"
   uint32_t duration_us = 0;
-  std::chrono::system_clock::time_point at{};  // when it finished (wall clock, for people)
-  uint32_t consecutive = 0;  // passes in a row if passed, failures in a row if not
+  // When it finished: wall clock, for people.
+  std::chrono::system_clock::time_point at{};
+  // Passes in a row if it passed, failures in a row if not.
+  uint32_t consecutive = 0;
 };
 
 // Told when live traffic ejects a server (passive checks), so that someone arms the timer that
@@ -119,7 +121,9 @@ class Server {
   void record_check(const CheckReport& report);
   CheckReport last_check() const;
   // Checks that ended with result `r` (health::Reason as a number), since start.
-  uint64_t checks(size_t r) const { return r < kCheckResults ? checks_[r].load(std::memory_order_relaxed) : 0; }
+  uint64_t checks(size_t r) const {
+    return r < kCheckResults ? checks_[r].load(std::memory_order_relaxed) : 0;
+  }
   // Health state changes (checking/up/down) since start.
   uint64_t transitions() const { return transitions_.load(std::memory_order_relaxed); }
   void count_transition() { transitions_.fetch_add(1, std::memory_order_relaxed); }

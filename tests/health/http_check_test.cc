@@ -11,8 +11,8 @@ using testing::HttpServer;
 using testing::run_probe;
 
 std::string response(int status, const std::string& body, const std::string& extra = "") {
-  return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
-         extra + "\r\n" + body;
+  return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\n" + extra + "\r\n" + body;
 }
 
 struct Case {
@@ -43,9 +43,10 @@ TEST(HttpCheckTest, SendsAStrictRequestAndPassesOn200) {
   EXPECT_EQ(o.reason, Reason::kPass) << o.detail;
   EXPECT_EQ(o.detail, "HTTP 200");
   ASSERT_EQ(s.heads().size(), 1u);
-  EXPECT_EQ(s.heads()[0],
-            "GET /health HTTP/1.1\r\nHost: app.internal\r\nConnection: close\r\nUser-Agent: fulcrum-health\r\n"
-            "Accept: */*\r\n\r\n");
+  EXPECT_EQ(
+      s.heads()[0],
+      "GET /health HTTP/1.1\r\nHost: app.internal\r\nConnection: close\r\nUser-Agent: fulcrum-health\r\n"
+      "Accept: */*\r\n\r\n");
 }
 
 TEST(HttpCheckTest, HostDefaultsToTheServerAddress) {
@@ -73,7 +74,8 @@ TEST(HttpCheckTest, StatusSetIsHonoured) {
 
 TEST(HttpCheckTest, BodyMustContainTheExpectedText) {
   HttpServer s([](const std::string& head) {
-    if (head.find("/good") != std::string::npos) return HttpServer::Answer{response(200, "{\"status\":\"UP\"}")};
+    if (head.find("/good") != std::string::npos)
+      return HttpServer::Answer{response(200, "{\"status\":\"UP\"}")};
     return HttpServer::Answer{response(200, "{\"status\":\"DOWN\"}")};
   });
   Case c;
@@ -87,8 +89,9 @@ TEST(HttpCheckTest, BodyMustContainTheExpectedText) {
 }
 
 TEST(HttpCheckTest, BodyIsFoundAcrossReadsChunksAndWithoutLength) {
-  std::string chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n4\r\n, UP\r\n"
-                        "6\r\n there\r\n0\r\n\r\n";
+  std::string chunked =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n4\r\n, UP\r\n"
+      "6\r\n there\r\n0\r\n\r\n";
   std::string eof_body = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall systems UP";
   HttpServer s([&](const std::string& head) {
     if (head.find("/chunked") != std::string::npos) return HttpServer::Answer{chunked, false, 60};

@@ -50,7 +50,8 @@ TEST(TcpCheckTest, FullAcceptQueueTimesOut) {
 }
 
 TEST(TcpCheckTest, RegistryKnowsEveryKindAndNone) {
-  for (auto word : {"tcp", "tcp_half_open", "http", "icmp", "none"}) EXPECT_NE(find_kind(word), nullptr) << word;
+  for (auto word : {"tcp", "tcp_half_open", "http", "icmp", "none"})
+    EXPECT_NE(find_kind(word), nullptr) << word;
   EXPECT_EQ(find_kind("none")->make, nullptr);
   EXPECT_EQ(find_kind("smtp"), nullptr);
 }

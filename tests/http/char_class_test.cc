@@ -15,7 +15,8 @@ TEST(CharClassTest, TokenCharacters) {
   std::string_view tchar =
       "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";  // RFC 9110 5.6.2
   for (int c = 0; c < 256; ++c)
-    EXPECT_EQ(is_tchar(static_cast<unsigned char>(c)), tchar.find(static_cast<char>(c)) != std::string_view::npos)
+    EXPECT_EQ(is_tchar(static_cast<unsigned char>(c)),
+              tchar.find(static_cast<char>(c)) != std::string_view::npos)
         << c;
 }
 
@@ -27,8 +28,10 @@ TEST(CharClassTest, HeadStopIsCtlButTabAndDel) {
 TEST(CharClassTest, LowerTouchesOnlyAsciiLetters) {
   for (int c = 0; c < 256; ++c) {
     unsigned char l = to_lower(static_cast<unsigned char>(c));
-    if (c >= 'A' && c <= 'Z') EXPECT_EQ(l, c + 32);
-    else EXPECT_EQ(l, c);
+    if (c >= 'A' && c <= 'Z')
+      EXPECT_EQ(l, c + 32);
+    else
+      EXPECT_EQ(l, c);
   }
 }
 
@@ -54,7 +57,8 @@ TEST(CharClassTest, WordHasCtlMatchesBytewise) {
     }
   }
   // Random words drawn from bytes around the edges (0x1f/0x20, 0x7e-0x80, 0xff) and anywhere.
-  const unsigned char edges[] = {0x00, 0x09, 0x0a, 0x0d, 0x1f, 0x20, 0x21, 0x7e, 0x7f, 0x80, 0x81, 0xfe, 0xff, 'A'};
+  const unsigned char edges[] = {0x00, 0x09, 0x0a, 0x0d, 0x1f, 0x20, 0x21,
+                                 0x7e, 0x7f, 0x80, 0x81, 0xfe, 0xff, 'A'};
   for (int i = 0; i < 200000; ++i) {
     uint64_t w = rng();
     if (i % 2) {

@@ -26,8 +26,8 @@ struct Outcome {
 };
 
 void PrintTo(const Outcome& o, std::ostream* os) {
-  *os << "{end=" << static_cast<int>(o.end) << " error=" << parse_error_name(o.error) << " data=" << o.data.size()
-      << "B trailer=\"" << o.trailer << "\" consumed=" << o.consumed << "}";
+  *os << "{end=" << static_cast<int>(o.end) << " error=" << parse_error_name(o.error)
+      << " data=" << o.data.size() << "B trailer=\"" << o.trailer << "\" consumed=" << o.consumed << "}";
 }
 
 // Feeds `in` in pieces ending at `cuts`, each piece a fresh allocation so ASan sees over-reads.

@@ -99,7 +99,8 @@ enum class Feed { kStableBuffer, kMovingBuffer, kSharedScratch };
 // kMovingBuffer copies each prefix to a fresh allocation (a regrown read buffer);
 // kSharedScratch also scribbles over the fields array between calls (another connection's parse).
 template <class Parser, class Head>
-Snapshot parse_split(std::string_view in, const std::vector<size_t>& cuts, Feed feed, Method m = Method::kGet) {
+Snapshot parse_split(std::string_view in, const std::vector<size_t>& cuts, Feed feed,
+                     Method m = Method::kGet) {
   Parser parser;
   std::array<Header, kFields> fields;
   Head h;
@@ -115,8 +116,10 @@ Snapshot parse_split(std::string_view in, const std::vector<size_t>& cuts, Feed 
       part = copy;
     }
     if (feed == Feed::kSharedScratch) fields.fill(Header{"junk"sv, "junk"sv, HeaderToken::kCookie});
-    if constexpr (std::is_same_v<Head, RequestHead>) r = parser.parse(part, fields, &h);
-    else r = parser.parse(part, fields, &h, m);
+    if constexpr (std::is_same_v<Head, RequestHead>)
+      r = parser.parse(part, fields, &h);
+    else
+      r = parser.parse(part, fields, &h, m);
     if (!r.need_more()) break;
   }
   return snap(r, h);
@@ -167,7 +170,8 @@ const Bad kBadRequests[] = {
      ParseError::kContentLengthWithTransferEncoding, 400},
     {"cl_and_empty_te", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding:\r\n\r\n"sv,
      ParseError::kContentLengthWithTransferEncoding, 400},
-    {"cl_and_te_identity", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\nContent-Length: 3\r\n\r\n"sv,
+    {"cl_and_te_identity",
+     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\nContent-Length: 3\r\n\r\n"sv,
      ParseError::kContentLengthWithTransferEncoding, 400},
     {"two_differing_cl", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"sv,
      ParseError::kConflictingContentLength, 400},
@@ -177,12 +181,18 @@ const Bad kBadRequests[] = {
      ParseError::kConflictingContentLength, 400},
     {"cl_zero_then_other", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: 10\r\n\r\n"sv,
      ParseError::kConflictingContentLength, 400},
-    {"cl_negative", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -5\r\n\r\n"sv, ParseError::kBadContentLength, 400},
-    {"cl_plus", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n"sv, ParseError::kBadContentLength, 400},
-    {"cl_hex", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n"sv, ParseError::kBadContentLength, 400},
-    {"cl_inner_space", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 0\r\n\r\n"sv, ParseError::kBadContentLength, 400},
-    {"cl_empty", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n"sv, ParseError::kBadContentLength, 400},
-    {"cl_empty_element", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,,5\r\n\r\n"sv, ParseError::kBadContentLength, 400},
+    {"cl_negative", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -5\r\n\r\n"sv,
+     ParseError::kBadContentLength, 400},
+    {"cl_plus", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n"sv, ParseError::kBadContentLength,
+     400},
+    {"cl_hex", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n"sv, ParseError::kBadContentLength,
+     400},
+    {"cl_inner_space", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 0\r\n\r\n"sv,
+     ParseError::kBadContentLength, 400},
+    {"cl_empty", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n"sv, ParseError::kBadContentLength,
+     400},
+    {"cl_empty_element", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,,5\r\n\r\n"sv,
+     ParseError::kBadContentLength, 400},
     {"cl_overflow", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\n\r\n"sv,
      ParseError::kBadContentLength, 400},
     {"cl_huge", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n"sv,
@@ -194,12 +204,14 @@ const Bad kBadRequests[] = {
     {"te_chunked_not_last_lines",
      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n"sv,
      ParseError::kTransferEncodingNotChunked, 400},
-    {"te_empty", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n"sv, ParseError::kTransferEncodingNotChunked, 400},
+    {"te_empty", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n"sv,
+     ParseError::kTransferEncodingNotChunked, 400},
     {"te_lookalike", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n"sv,
      ParseError::kTransferEncodingNotChunked, 400},
     {"te_chunked_twice", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"sv,
      ParseError::kChunkedTwice, 400},
-    {"te_chunked_twice_lines", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"sv,
+    {"te_chunked_twice_lines",
+     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"sv,
      ParseError::kChunkedTwice, 400},
     {"te_gzip_chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"sv,
      ParseError::kUnsupportedTransferCoding, 501},
@@ -213,7 +225,8 @@ const Bad kBadRequests[] = {
      ParseError::kBadTransferEncoding, 400},
     {"te_obs_text", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\xff\r\n\r\n"sv,
      ParseError::kBadTransferEncoding, 400},
-    {"te_in_http10", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"sv, ParseError::kTransferEncodingInHttp10, 400},
+    {"te_in_http10", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"sv,
+     ParseError::kTransferEncodingInHttp10, 400},
     {"te_and_cl_in_http10", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"sv,
      ParseError::kTransferEncodingInHttp10, 400},
     {"space_before_colon", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n"sv,
@@ -248,7 +261,8 @@ const Bad kBadRequests[] = {
     {"host_bad_port", "GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n"sv, ParseError::kBadHost, 400},
     {"host_open_bracket", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n"sv, ParseError::kBadHost, 400},
     {"host_bad_pct", "GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n"sv, ParseError::kBadHost, 400},
-    {"connection_not_token", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close;x\r\n\r\n"sv, ParseError::kBadConnection, 400},
+    {"connection_not_token", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close;x\r\n\r\n"sv,
+     ParseError::kBadConnection, 400},
     {"double_sp_after_method", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n"sv, ParseError::kBadRequestLine, 400},
     {"double_sp_after_target", "GET /  HTTP/1.1\r\nHost: a\r\n\r\n"sv, ParseError::kBadVersion, 400},
     {"trailing_sp", "GET / HTTP/1.1 \r\nHost: a\r\n\r\n"sv, ParseError::kBadVersion, 400},
@@ -268,8 +282,10 @@ const Bad kBadRequests[] = {
     {"target_fragment", "GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n"sv, ParseError::kBadTarget, 400},
     {"asterisk_not_options", "GET * HTTP/1.1\r\nHost: a\r\n\r\n"sv, ParseError::kBadTarget, 400},
     {"connect_origin_form", "CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n"sv, ParseError::kBadTarget, 400},
-    {"connect_no_port", "CONNECT example.com HTTP/1.1\r\nHost: example.com\r\n\r\n"sv, ParseError::kBadTarget, 400},
-    {"connect_userinfo", "CONNECT u@example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n"sv, ParseError::kBadTarget, 400},
+    {"connect_no_port", "CONNECT example.com HTTP/1.1\r\nHost: example.com\r\n\r\n"sv, ParseError::kBadTarget,
+     400},
+    {"connect_userinfo", "CONNECT u@example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n"sv, ParseError::kBadTarget,
+     400},
     {"no_scheme", "GET example.com/ HTTP/1.1\r\nHost: a\r\n\r\n"sv, ParseError::kBadTarget, 400},
 };
 
@@ -299,14 +315,16 @@ const Bad kBadResponses[] = {
     {"leading_crlf", "\r\nHTTP/1.1 200 OK\r\n\r\n"sv, ParseError::kBadStatusLine, 400},
     {"cl_and_te", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"sv,
      ParseError::kContentLengthWithTransferEncoding, 400},
-    {"te_in_http10", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"sv, ParseError::kTransferEncodingInHttp10, 400},
+    {"te_in_http10", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"sv,
+     ParseError::kTransferEncodingInHttp10, 400},
     {"te_unknown", "HTTP/1.1 200 OK\r\nTransfer-Encoding: foo, chunked\r\n\r\n"sv,
      ParseError::kUnsupportedTransferCoding, 501},
     {"differing_cl", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"sv,
      ParseError::kConflictingContentLength, 400},
     {"obs_fold", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n"sv, ParseError::kObsFold, 400},
     {"bare_lf", "HTTP/1.1 200 OK\nContent-Length: 0\n\n"sv, ParseError::kBareLf, 400},
-    {"space_before_colon", "HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n"sv, ParseError::kSpaceBeforeColon, 400},
+    {"space_before_colon", "HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n"sv, ParseError::kSpaceBeforeColon,
+     400},
 };
 
 TEST(H1ParserTest, RefusesMalformedResponses) {
@@ -350,89 +368,94 @@ constexpr auto kCl = BodyKind::kContentLength;
 constexpr auto kChunked = BodyKind::kChunked;
 
 const Good kGoodRequests[] = {
-    {"simple_get", "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 1, kNoBody, 0,
-     true, "example.com"},
-    {"query", "GET /a/b?x=1&y=%20z HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kGet, "/a/b?x=1&y=%20z", kOrigin, k11, 1,
-     kNoBody, 0, true, "a"},
+    {"simple_get", "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 1,
+     kNoBody, 0, true, "example.com"},
+    {"query", "GET /a/b?x=1&y=%20z HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kGet, "/a/b?x=1&y=%20z", kOrigin,
+     k11, 1, kNoBody, 0, true, "a"},
     {"odd_but_visible_target", "GET /~u/!$&'()*+,;=:@|{}^`\"<> HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kGet,
      "/~u/!$&'()*+,;=:@|{}^`\"<>", kOrigin, k11, 1, kNoBody, 0, true, "a"},
-    {"post_cl", "POST /f HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"sv, Method::kPost, "/f", kOrigin, k11, 2,
-     kCl, 5, true, "a", 48},
-    {"post_chunked", "POST /f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"sv, Method::kPost, "/f", kOrigin,
-     k11, 2, kChunked, 0, true, "a"},
-    {"chunked_case", "POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: ChUnKeD\r\n\r\n"sv, Method::kPost, "/", kOrigin,
-     k11, 2, kChunked, 0, true, "a"},
-    {"chunked_empty_elements", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , chunked ,\r\n\r\n"sv, Method::kPost,
-     "/", kOrigin, k11, 2, kChunked, 0, true, "a"},
-    {"same_cl_twice", "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"sv, Method::kPut, "/",
-     kOrigin, k11, 3, kCl, 5, true, "a"},
-    {"same_cl_list", "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n"sv, Method::kPut, "/", kOrigin, k11, 2,
-     kCl, 5, true, "a"},
-    {"cl_zero", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"sv, Method::kPost, "/", kOrigin, k11, 2, kCl, 0,
-     true, "a"},
-    {"cl_leading_zeros", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n"sv, Method::kPost, "/", kOrigin, k11,
-     2, kCl, 7, true, "a"},
-    {"cl_max", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n"sv, Method::kPost, "/",
-     kOrigin, k11, 2, kCl, 18446744073709551615ull, true, "a"},
+    {"post_cl", "POST /f HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"sv, Method::kPost, "/f",
+     kOrigin, k11, 2, kCl, 5, true, "a", 48},
+    {"post_chunked", "POST /f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"sv, Method::kPost,
+     "/f", kOrigin, k11, 2, kChunked, 0, true, "a"},
+    {"chunked_case", "POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: ChUnKeD\r\n\r\n"sv, Method::kPost, "/",
+     kOrigin, k11, 2, kChunked, 0, true, "a"},
+    {"chunked_empty_elements", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , chunked ,\r\n\r\n"sv,
+     Method::kPost, "/", kOrigin, k11, 2, kChunked, 0, true, "a"},
+    {"same_cl_twice", "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"sv,
+     Method::kPut, "/", kOrigin, k11, 3, kCl, 5, true, "a"},
+    {"same_cl_list", "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n"sv, Method::kPut, "/",
+     kOrigin, k11, 2, kCl, 5, true, "a"},
+    {"cl_zero", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"sv, Method::kPost, "/", kOrigin, k11,
+     2, kCl, 0, true, "a"},
+    {"cl_leading_zeros", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n"sv, Method::kPost, "/",
+     kOrigin, k11, 2, kCl, 7, true, "a"},
+    {"cl_max", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n"sv, Method::kPost,
+     "/", kOrigin, k11, 2, kCl, 18446744073709551615ull, true, "a"},
     {"http10_no_host", "GET / HTTP/1.0\r\n\r\n"sv, Method::kGet, "/", kOrigin, k10, 0, kNoBody, 0, false, ""},
-    {"http10_keep_alive", "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"sv, Method::kGet, "/", kOrigin, k10, 1,
-     kNoBody, 0, true, ""},
-    {"http10_cl", "POST / HTTP/1.0\r\nContent-Length: 2\r\n\r\n"sv, Method::kPost, "/", kOrigin, k10, 1, kCl, 2, false,
-     ""},
-    {"close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 2, kNoBody, 0,
-     false, "a"},
-    {"close_wins", "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nConnection: CLOSE\r\n\r\n"sv, Method::kGet,
-     "/", kOrigin, k11, 3, kNoBody, 0, false, "a"},
-    {"http10_close_wins", "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"sv, Method::kGet, "/", kOrigin, k10,
-     1, kNoBody, 0, false, ""},
-    {"websocket", "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"sv, Method::kGet,
-     "/ws", kOrigin, k11, 3, kNoBody, 0, true, "a", 0, true},
-    {"upgrade_not_in_connection", "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n"sv, Method::kGet, "/",
-     kOrigin, k11, 2, kNoBody, 0, true, "a", 0, false},
-    {"upgrade_http10_ignored", "GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"sv, Method::kGet,
-     "/", kOrigin, k10, 2, kNoBody, 0, false, "", 0, false},
-    {"expect_continue", "PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n"sv, Method::kPut,
-     "/", kOrigin, k11, 3, kCl, 1, true, "a", 0, false, true},
-    {"expect_http10_ignored", "PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"sv, Method::kPut,
-     "/", kOrigin, k10, 2, kCl, 1, false, "", 0, false, false},
-    {"options_asterisk", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kOptions, "*", TargetForm::kAsterisk, k11,
-     1, kNoBody, 0, true, "a"},
+    {"http10_keep_alive", "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"sv, Method::kGet, "/", kOrigin,
+     k10, 1, kNoBody, 0, true, ""},
+    {"http10_cl", "POST / HTTP/1.0\r\nContent-Length: 2\r\n\r\n"sv, Method::kPost, "/", kOrigin, k10, 1, kCl,
+     2, false, ""},
+    {"close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 2,
+     kNoBody, 0, false, "a"},
+    {"close_wins", "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nConnection: CLOSE\r\n\r\n"sv,
+     Method::kGet, "/", kOrigin, k11, 3, kNoBody, 0, false, "a"},
+    {"http10_close_wins", "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"sv, Method::kGet, "/",
+     kOrigin, k10, 1, kNoBody, 0, false, ""},
+    {"websocket", "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"sv,
+     Method::kGet, "/ws", kOrigin, k11, 3, kNoBody, 0, true, "a", 0, true},
+    {"upgrade_not_in_connection", "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n"sv, Method::kGet,
+     "/", kOrigin, k11, 2, kNoBody, 0, true, "a", 0, false},
+    {"upgrade_http10_ignored", "GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"sv,
+     Method::kGet, "/", kOrigin, k10, 2, kNoBody, 0, false, "", 0, false},
+    {"expect_continue", "PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n"sv,
+     Method::kPut, "/", kOrigin, k11, 3, kCl, 1, true, "a", 0, false, true},
+    {"expect_http10_ignored", "PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"sv,
+     Method::kPut, "/", kOrigin, k10, 2, kCl, 1, false, "", 0, false, false},
+    {"options_asterisk", "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kOptions, "*",
+     TargetForm::kAsterisk, k11, 1, kNoBody, 0, true, "a"},
     {"connect", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"sv, Method::kConnect,
      "example.com:443", TargetForm::kAuthority, k11, 1, kNoBody, 0, true, "example.com:443"},
-    {"connect_ipv6", "CONNECT [::1]:8443 HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n"sv, Method::kConnect, "[::1]:8443",
-     TargetForm::kAuthority, k11, 1, kNoBody, 0, true, "[::1]:8443"},
+    {"connect_ipv6", "CONNECT [::1]:8443 HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n"sv, Method::kConnect,
+     "[::1]:8443", TargetForm::kAuthority, k11, 1, kNoBody, 0, true, "[::1]:8443"},
     {"absolute_form", "GET http://example.com/x?y HTTP/1.1\r\nHost: example.com\r\n\r\n"sv, Method::kGet,
      "http://example.com/x?y", TargetForm::kAbsolute, k11, 1, kNoBody, 0, true, "example.com"},
     {"options_absolute", "OPTIONS https://a.example HTTP/1.1\r\nHost: a.example\r\n\r\n"sv, Method::kOptions,
      "https://a.example", TargetForm::kAbsolute, k11, 1, kNoBody, 0, true, "a.example"},
-    {"leading_crlf", "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 1, kNoBody, 0, true,
-     "a"},
-    {"empty_value", "GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Blank: \t \r\n\r\n"sv, Method::kGet, "/", kOrigin, k11,
-     3, kNoBody, 0, true, "a"},
-    {"obs_text_value", "GET / HTTP/1.1\r\nHost: a\r\nX-Name: caf\xc3\xa9\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 2,
+    {"leading_crlf", "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 1, kNoBody,
+     0, true, "a"},
+    {"empty_value", "GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\nX-Blank: \t \r\n\r\n"sv, Method::kGet, "/",
+     kOrigin, k11, 3, kNoBody, 0, true, "a"},
+    {"obs_text_value", "GET / HTTP/1.1\r\nHost: a\r\nX-Name: caf\xc3\xa9\r\n\r\n"sv, Method::kGet, "/",
+     kOrigin, k11, 2, kNoBody, 0, true, "a"},
+    {"lowercase_method", "get / HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kOther, "/", kOrigin, k11, 1, kNoBody,
+     0, true, "a"},
+    {"extension_method", "PROPFIND /d HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kOther, "/d", kOrigin, k11, 1,
      kNoBody, 0, true, "a"},
-    {"lowercase_method", "get / HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kOther, "/", kOrigin, k11, 1, kNoBody, 0, true,
+    {"head", "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kHead, "/", kOrigin, k11, 1, kNoBody, 0, true,
      "a"},
-    {"extension_method", "PROPFIND /d HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kOther, "/d", kOrigin, k11, 1, kNoBody, 0,
+    {"delete", "DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kDelete, "/x", kOrigin, k11, 1, kNoBody, 0,
      true, "a"},
-    {"head", "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kHead, "/", kOrigin, k11, 1, kNoBody, 0, true, "a"},
-    {"delete", "DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kDelete, "/x", kOrigin, k11, 1, kNoBody, 0, true, "a"},
-    {"patch", "PATCH /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n"sv, Method::kPatch, "/x", kOrigin, k11, 2, kCl,
-     2, true, "a"},
-    {"trace", "TRACE / HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kTrace, "/", kOrigin, k11, 1, kNoBody, 0, true, "a"},
-    {"host_port", "GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 1, kNoBody, 0,
-     true, "example.com:8080"},
-    {"host_empty", "GET / HTTP/1.1\r\nHost:\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 1, kNoBody, 0, true, ""},
-    {"host_ipv6", "GET / HTTP/1.1\r\nHost: [2001:db8::1]:80\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 1, kNoBody, 0,
-     true, "[2001:db8::1]:80"},
-    {"host_pct", "GET / HTTP/1.1\r\nHost: ex%41mple.com\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 1, kNoBody, 0, true,
-     "ex%41mple.com"},
-    {"host_ows", "GET / HTTP/1.1\r\nHost: \t a.example \t\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 1, kNoBody, 0,
-     true, "a.example"},
-    {"pipelined", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kGet, "/1", kOrigin,
-     k11, 1, kNoBody, 0, true, "a", 28},
-    {"many_fields", "GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nUser-Agent: t/1\r\nCookie: a=b; c=d\r\n"
-                    "X-Forwarded-For: 1.2.3.4\r\nAccept-Encoding: gzip, br\r\n\r\n"sv,
+    {"patch", "PATCH /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n"sv, Method::kPatch, "/x", kOrigin,
+     k11, 2, kCl, 2, true, "a"},
+    {"trace", "TRACE / HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kTrace, "/", kOrigin, k11, 1, kNoBody, 0, true,
+     "a"},
+    {"host_port", "GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 1,
+     kNoBody, 0, true, "example.com:8080"},
+    {"host_empty", "GET / HTTP/1.1\r\nHost:\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 1, kNoBody, 0, true,
+     ""},
+    {"host_ipv6", "GET / HTTP/1.1\r\nHost: [2001:db8::1]:80\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 1,
+     kNoBody, 0, true, "[2001:db8::1]:80"},
+    {"host_pct", "GET / HTTP/1.1\r\nHost: ex%41mple.com\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 1,
+     kNoBody, 0, true, "ex%41mple.com"},
+    {"host_ows", "GET / HTTP/1.1\r\nHost: \t a.example \t\r\n\r\n"sv, Method::kGet, "/", kOrigin, k11, 1,
+     kNoBody, 0, true, "a.example"},
+    {"pipelined", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"sv, Method::kGet,
+     "/1", kOrigin, k11, 1, kNoBody, 0, true, "a", 28},
+    {"many_fields",
+     "GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nUser-Agent: t/1\r\nCookie: a=b; c=d\r\n"
+     "X-Forwarded-For: 1.2.3.4\r\nAccept-Encoding: gzip, br\r\n\r\n"sv,
      Method::kGet, "/", kOrigin, k11, 6, kNoBody, 0, true, "a"},
 };
 
@@ -510,28 +533,32 @@ const GoodResponse kGoodResponses[] = {
      Method::kGet, 500, "Internal\tServer \xc3\xa9rror", kCl, 0, true},
     {"no_content_ignores_cl", "HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n"sv, Method::kGet, 204,
      "No Content", kNoBody, 7, true},
-    {"not_modified", "HTTP/1.1 304 Not Modified\r\nContent-Length: 70\r\n\r\n"sv, Method::kGet, 304, "Not Modified",
-     kNoBody, 70, true},
-    {"head_response", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"sv, Method::kHead, 200, "OK", kNoBody, 100, true},
-    {"head_chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"sv, Method::kHead, 200, "OK", kNoBody, 0,
-     true},
+    {"not_modified", "HTTP/1.1 304 Not Modified\r\nContent-Length: 70\r\n\r\n"sv, Method::kGet, 304,
+     "Not Modified", kNoBody, 70, true},
+    {"head_response", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"sv, Method::kHead, 200, "OK", kNoBody,
+     100, true},
+    {"head_chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"sv, Method::kHead, 200, "OK",
+     kNoBody, 0, true},
     {"continue", "HTTP/1.1 100 Continue\r\n\r\n"sv, Method::kPut, 100, "Continue", kNoBody, 0, true},
     {"switching", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"sv,
      Method::kGet, 101, "Switching Protocols", BodyKind::kTunnel, 0, false},
-    {"connect_ok", "HTTP/1.1 200 Connection established\r\nContent-Length: 10\r\n\r\n"sv, Method::kConnect, 200,
-     "Connection established", BodyKind::kTunnel, 10, false},
-    {"connect_refused", "HTTP/1.1 407 Auth\r\nContent-Length: 2\r\n\r\n"sv, Method::kConnect, 407, "Auth", kCl, 2, true},
+    {"connect_ok", "HTTP/1.1 200 Connection established\r\nContent-Length: 10\r\n\r\n"sv, Method::kConnect,
+     200, "Connection established", BodyKind::kTunnel, 10, false},
+    {"connect_refused", "HTTP/1.1 407 Auth\r\nContent-Length: 2\r\n\r\n"sv, Method::kConnect, 407, "Auth",
+     kCl, 2, true},
     {"until_close", "HTTP/1.1 200 OK\r\n\r\n"sv, Method::kGet, 200, "OK", BodyKind::kUntilClose, 0, false},
-    {"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"sv, Method::kGet, 200, "OK", kChunked, 0, true},
+    {"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"sv, Method::kGet, 200, "OK", kChunked,
+     0, true},
     {"gzip_until_close", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"sv, Method::kGet, 200, "OK",
      BodyKind::kUntilClose, 0, false, true},
-    {"gzip_chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"sv, Method::kGet, 200, "OK", kChunked,
-     0, true, true},
-    {"http10_keep_alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n"sv, Method::kGet,
-     200, "OK", kCl, 1, true},
-    {"http10_default_close", "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n"sv, Method::kGet, 200, "OK", kCl, 1, false},
-    {"close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n"sv, Method::kGet, 200, "OK", kCl, 1,
-     false},
+    {"gzip_chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"sv, Method::kGet, 200, "OK",
+     kChunked, 0, true, true},
+    {"http10_keep_alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n"sv,
+     Method::kGet, 200, "OK", kCl, 1, true},
+    {"http10_default_close", "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n"sv, Method::kGet, 200, "OK", kCl,
+     1, false},
+    {"close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n"sv, Method::kGet, 200, "OK",
+     kCl, 1, false},
 };
 
 TEST(H1ParserTest, AcceptsValidResponses) {
@@ -550,20 +577,22 @@ TEST(H1ParserTest, AcceptsValidResponses) {
     }
     EXPECT_EQ(h.keep_alive, g.keep_alive);
     EXPECT_EQ(h.other_transfer_codings, g.other_codings);
-    expect_split_invariant<ResponseParser, ResponseHead>(g.input, parse_whole_response(g.input, g.request_method),
-                                                         g.request_method);
+    expect_split_invariant<ResponseParser, ResponseHead>(
+        g.input, parse_whole_response(g.input, g.request_method), g.request_method);
   }
 }
 
 TEST(H1ParserTest, ResponseUpgradeAndInformational) {
   std::array<Header, kFields> fields;
   ResponseHead h;
-  ASSERT_TRUE(parse_response("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"sv,
-                             fields, &h)
-                  .done());
+  ASSERT_TRUE(
+      parse_response("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"sv,
+                     fields, &h)
+          .done());
   EXPECT_TRUE(h.upgrade);
   EXPECT_TRUE(h.informational());
-  ASSERT_TRUE(parse_response("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"sv, fields, &h).done());
+  ASSERT_TRUE(
+      parse_response("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"sv, fields, &h).done());
   EXPECT_TRUE(h.informational());
   EXPECT_EQ(h.body, BodyKind::kNone);
 }
@@ -668,7 +697,8 @@ TEST(H1ParserTest, FieldCountLimitIs431) {
 
 TEST(H1ParserTest, LongHeadFedByteByByteStaysCorrect) {
   std::string in = "POST /upload HTTP/1.1\r\nHost: a\r\n";
-  for (int i = 0; i < 90; ++i) in += "X-Field-" + std::to_string(i) + ": value number " + std::to_string(i) + "\r\n";
+  for (int i = 0; i < 90; ++i)
+    in += "X-Field-" + std::to_string(i) + ": value number " + std::to_string(i) + "\r\n";
   in += "Content-Length: 12\r\n\r\n";
   Snapshot whole = parse_whole(in);
   ASSERT_EQ(whole.status, ParseStatus::kDone);

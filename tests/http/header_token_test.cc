@@ -43,9 +43,10 @@ TEST(HeaderTokenTest, UnknownNames) {
 }
 
 TEST(HeaderTokenTest, HopByHopSet) {
-  for (auto t : {HeaderToken::kConnection, HeaderToken::kKeepAlive, HeaderToken::kProxyConnection, HeaderToken::kTe,
-                 HeaderToken::kTrailer, HeaderToken::kTransferEncoding, HeaderToken::kUpgrade,
-                 HeaderToken::kProxyAuthorization, HeaderToken::kProxyAuthenticate, HeaderToken::kHttp2Settings})
+  for (auto t :
+       {HeaderToken::kConnection, HeaderToken::kKeepAlive, HeaderToken::kProxyConnection, HeaderToken::kTe,
+        HeaderToken::kTrailer, HeaderToken::kTransferEncoding, HeaderToken::kUpgrade,
+        HeaderToken::kProxyAuthorization, HeaderToken::kProxyAuthenticate, HeaderToken::kHttp2Settings})
     EXPECT_TRUE(is_hop_by_hop(t)) << header_token_name(t);
   for (auto t : {HeaderToken::kUnknown, HeaderToken::kHost, HeaderToken::kContentLength, HeaderToken::kCookie,
                  HeaderToken::kExpect, HeaderToken::kAuthorization, HeaderToken::kXForwardedFor})

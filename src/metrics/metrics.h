@@ -1,0 +1,252 @@
+// Metrics: per-worker counters, summed when read (STYLE 7). Each worker owns one WorkerMetrics and,
+// in it, one ListenerMetrics per listener: plain arrays of counters indexed by numbers worked out
+// when the listener was built, so counting a request is an array increment (no lock, no map, no
+// allocation, no cache line shared with another worker). Counters are atomics written by their
+// worker alone (a relaxed load and store, not a locked add) and read by the control thread, which
+// sums them across workers when /metrics is scraped. Front header of the metrics module.
+#pragma once
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.h"
+#include "core/address.h"
+
+namespace fulcrum::metrics {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+// Request-duration histogram bounds, Prometheus style (le="..."), in microseconds so the hot path
+// compares integers. Sub-millisecond buckets because a proxy on a LAN answers in hundreds of µs;
+// the top bucket (10s) sits below the default response_timeout of 30s, which lands in +Inf.
+inline constexpr std::array<uint64_t, 14> kBucketUs = {500,    1000,   2500,    5000,    10000,   25000,   50000,
+                                                       100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+inline constexpr size_t kBuckets = kBucketUs.size() + 1;  // the last one is +Inf
+size_t bucket_of(uint64_t us);
+
+// Status classes for fulcrum_requests_total{code}: "1xx".."5xx", and "other" for anything else.
+inline constexpr size_t kCodeClasses = 6;
+const char* code_class_name(size_t c);
+inline size_t code_class(int status) { return status >= 100 && status < 600 ? static_cast<size_t>(status / 100 - 1) : 5; }
+
+// Why fulcrum refused or failed a request or connection itself (STYLE 11: every refusal is
+// counted). fulcrum_refused_total{listener,reason}.
+enum class Refusal : uint8_t {
+  kParseError,      // 400
+  kForbidden,       // 403
+  kNoRoute,         // 404
+  kHeaderTimeout,   // 408
+  kBodyTooLarge,    // 413
+  kRateLimited,     // 429
+  kHeaderTooLarge,  // 431
+  kNotImplemented,  // 501, 505
+  kBadGateway,      // 502 (http: connect failed, reset or a bad response after the retries)
+  kNoServer,        // 503 (every server down, drained or disabled)
+  kTimeout,         // 504
+  kConnectFailed,   // tcp: every connect attempt failed
+  kOther,           // another status fulcrum made itself
+  kCount
+};
+inline constexpr size_t kRefusals = static_cast<size_t>(Refusal::kCount);
+const char* refusal_name(Refusal r);
+Refusal refusal_for_status(int status);
+
+// A counter or gauge with one writer thread. The writer does a relaxed load and store (a plain
+// add, no lock prefix); readers on other threads see some recent value, never a torn one.
+class Counter {
+ public:
+  void add(uint64_t d = 1) { v_.store(v_.load(std::memory_order_relaxed) + d, std::memory_order_relaxed); }
+  void sub(uint64_t d = 1) { v_.store(v_.load(std::memory_order_relaxed) - d, std::memory_order_relaxed); }
+  uint64_t get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+// The counters of one (listener, backend, server) on one worker. For http listeners `codes` and
+// the histogram count requests; for tcp listeners `count` and the histogram count connections.
+struct Slot {
+  Counter count;
+  std::array<Counter, kCodeClasses> codes;
+  std::array<Counter, kBuckets> buckets;  // not cumulative; the reader makes them so
+  Counter sum_us;
+  Counter bytes;  // to the client
+};
+
+// What a ListenerMetrics needs to know about its listener, worked out once from the config and
+// shared (read-only) by every worker's copy. Slot 0 is "no backend" (404, 400 before routing).
+// A backend the listener can reach gets a block: its first slot for responses fulcrum made with
+// no server (503, 502 after retries), then one slot per server in config order.
+struct Layout {
+  std::string listener;
+  bool tcp = false;
+  std::vector<int> backend_base;  // config backend index -> first slot, or -1 (not reachable)
+  int first_backend = -1;         // a tcp listener's one backend
+  struct Label {
+    std::string backend;
+    std::string server;
+  };
+  std::vector<Label> slots;
+  static std::shared_ptr<const Layout> build(const config::Config& cfg, size_t listener_index);
+  // The slot of a request routed to backend `b` (config index, -1 for none) and server `s` (its
+  // index in the backend, -1 for none). Out of range (a stale index) falls back to slot 0.
+  size_t slot(int b, int s) const {
+    if (b < 0 || static_cast<size_t>(b) >= backend_base.size() || backend_base[b] < 0) return 0;
+    size_t i = static_cast<size_t>(backend_base[b]) + (s < 0 ? 0 : static_cast<size_t>(s) + 1);
+    return i < slots.size() ? i : 0;
+  }
+};
+
+class AccessLogSink;
+
+// One request in flight on an http connection: what the access log and the counters need at its
+// end. Lives in the connection and is reused, so it costs no allocation once its string has grown
+// (and the string is only filled when an access log is on).
+struct Exchange {
+  bool active = false;
+  bool http10 = false;
+  int backend = -1;  // config index of the backend it was routed to
+  int server = -1;   // index of the server it went to (the last one tried)
+  int status = 0;    // the response status once known
+  uint64_t bytes = 0;
+  SteadyTime start{};
+  // Captured for the access log: method, target, referer and user agent, back to back.
+  std::string text;
+  uint32_t method_len = 0, target_len = 0, referer_len = 0, agent_len = 0;
+  std::string_view method() const { return std::string_view(text).substr(0, method_len); }
+  std::string_view target() const { return std::string_view(text).substr(method_len, target_len); }
+  std::string_view referer() const { return std::string_view(text).substr(method_len + target_len, referer_len); }
+  std::string_view agent() const {
+    return std::string_view(text).substr(method_len + target_len + referer_len, agent_len);
+  }
+};
+
+// One listener's counters on one worker. Hot-path calls come from that worker only; the control
+// thread reads. Allocated on its own (alignas) so no line is shared with another worker.
+class alignas(64) ListenerMetrics {
+ public:
+  ListenerMetrics(std::shared_ptr<const Layout> layout, AccessLogSink* sink);
+  const Layout& layout() const { return *layout_; }
+
+  // Connections (both kinds).
+  void on_accept() {
+    accepted_.add();
+    active_.add();
+  }
+  void on_close() { active_.sub(); }
+
+  // HTTP. begin() at a request head; end_http() once its response is complete, refused, or the
+  // connection went away (status 0 then; logged as 499 like nginx).
+  bool logging() const { return sink_ != nullptr; }
+  void begin(Exchange& x, SteadyTime now) {
+    x.active = true;
+    x.backend = x.server = -1;
+    x.status = 0;
+    x.bytes = 0;
+    x.start = now;
+    x.method_len = x.target_len = x.referer_len = x.agent_len = 0;
+  }
+  // Only with logging(): keeps the request's words for the log line.
+  void capture(Exchange& x, std::string_view method, std::string_view target, bool http10, std::string_view referer,
+               std::string_view agent);
+  void end_http(Exchange& x, const SocketAddress& client, SteadyTime now);
+  // A response fulcrum made itself: counts the refusal, then ends the exchange (begins one first
+  // when the request never got that far, e.g. a head that did not parse).
+  void local_response(Exchange& x, int status, uint64_t bytes, const SocketAddress& client, SteadyTime now);
+
+  // TCP: a session ended. `server` is the index of the server it was connected to, or -1 if it
+  // never connected; status 200 (served), 502 (connect failed), 503 (no server), 499 (the client
+  // left first), as nginx's stream module logs them. Bytes come from TCP_INFO of the client socket.
+  void end_tcp(const SocketAddress& client, SteadyTime start, SteadyTime now, int server, int status, int client_fd);
+
+  void cache_hit() { cache_hits_.add(); }
+  void refuse(Refusal r) { refusals_[static_cast<size_t>(r)].add(); }
+
+  // Readers (control thread).
+  const Slot& slot(size_t i) const { return slots_[i]; }
+  size_t slots() const { return layout_->slots.size(); }
+  uint64_t active() const { return active_.get(); }
+  uint64_t accepted() const { return accepted_.get(); }
+  uint64_t cache_hits() const { return cache_hits_.get(); }
+  uint64_t refusals(size_t r) const { return refusals_[r].get(); }
+
+ private:
+  void count(Slot& s, uint64_t us, int status, uint64_t bytes) {
+    s.count.add();
+    s.codes[code_class(status)].add();
+    s.buckets[bucket_of(us)].add();
+    s.sum_us.add(us);
+    s.bytes.add(bytes);
+  }
+
+  std::shared_ptr<const Layout> layout_;
+  AccessLogSink* sink_;
+  std::unique_ptr<Slot[]> slots_;
+  Counter active_;
+  Counter accepted_;
+  Counter cache_hits_;
+  std::array<Counter, kRefusals> refusals_;
+};
+
+// A worker's metrics: the ListenerMetrics of every listener it has had. They are never freed
+// before the worker, so a connection of a listener removed by a reload can still count, and
+// counters stay monotonic across reloads (the reader sums them by label).
+class WorkerMetrics {
+ public:
+  // Any thread (start-up and reload); `sink` may be null (no access log).
+  ListenerMetrics* add_listener(std::shared_ptr<const Layout> layout, AccessLogSink* sink);
+  template <typename Fn>
+  void for_each(Fn&& fn) const {
+    std::lock_guard lock(mu_);
+    for (auto& l : listeners_) fn(*l);
+  }
+
+ private:
+  mutable std::mutex mu_;  // taken when a listener is added and when the control thread reads
+  std::vector<std::unique_ptr<ListenerMetrics>> listeners_;
+};
+
+// Sums across workers, by label.
+struct SlotTotals {
+  std::string listener, backend, server;
+  bool tcp = false;
+  uint64_t count = 0;
+  std::array<uint64_t, kCodeClasses> codes{};
+  std::array<uint64_t, kBuckets> buckets{};  // not cumulative
+  uint64_t sum_us = 0;
+  uint64_t bytes = 0;
+};
+struct ListenerTotals {
+  std::string name;
+  bool tcp = false;
+  uint64_t active = 0, accepted = 0, cache_hits = 0;
+  std::array<uint64_t, kRefusals> refusals{};
+};
+struct Snapshot {
+  std::vector<SlotTotals> slots;          // sorted by (listener, backend, server)
+  std::vector<ListenerTotals> listeners;  // sorted by name
+};
+
+// Every worker's metrics. Owned by the runtime; workers are added at start.
+class Registry {
+ public:
+  WorkerMetrics& add_worker();
+  size_t workers() const { return workers_.size(); }
+  // Control thread. Allocates freely (cold path).
+  Snapshot collect() const;
+
+ private:
+  std::vector<std::unique_ptr<WorkerMetrics>> workers_;
+};
+
+// Quantile (0..1) from non-cumulative bucket counts, interpolated inside the bucket as
+// Prometheus' histogram_quantile() does; in seconds, 0 when there is no sample.
+double quantile(const std::array<uint64_t, kBuckets>& buckets, double q);
+
+}  // namespace fulcrum::metrics
