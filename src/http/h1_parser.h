@@ -30,8 +30,13 @@
 //  - Field lines: token name, ':' right after it, values of VCHAR/obs-text/SP/HTAB with the
 //    surrounding OWS trimmed. obs-fold is refused in requests and responses (5.2), as is
 //    whitespace before the colon (5.1) and any CTL other than HTAB.
-//  - Framing is in ParseError's comments: CL+TE, differing CLs, TE in 1.0 and a request TE that
-//    is not exactly "chunked" are refused. Transfer codings must be plain tokens (no params).
+//  - Framing (6.1, 6.3): refused are Content-Length with Transfer-Encoding (in responses too,
+//    where 6.3 would let TE win), differing CLs (identical repeats and lists like "5, 5"
+//    collapse), a CL not 1*DIGIT or over 2^64-1, TE in HTTP/1.0, a request TE whose final coding
+//    is not chunked (400), chunked twice (400), and a request coding besides chunked (501).
+//    Codings must be plain tokens (no parameters). An empty Transfer-Encoding counts as present.
+//  - Host: exactly one in 1.1 requests, at most one in 1.0, each uri-host [":" port] (3.2).
+//    Connection must be a list of tokens.
 #pragma once
 #include <cstddef>
 #include <cstdint>
