@@ -78,6 +78,7 @@ class Buffer {
     return grow() && cap_ - end_ >= n;
   }
   bool append(std::string_view s) {
+    if (s.empty()) return true;
     if (!reserve(s.size())) return false;
     std::memcpy(data_ + end_, s.data(), s.size());
     end_ += s.size();
