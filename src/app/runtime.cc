@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "admin/admin_server.h"
 #include "core/event_loop.h"
 #include "core/log.h"
 #include "core/pipe_pool.h"
@@ -15,8 +16,12 @@
 #include "health/health_service.h"
 #include "http/proxy.h"
 #include "http/router.h"
+#include "dns/dns_listener.h"
 #include "l4/tcp_proxy.h"
+#include "l4/udp_proxy.h"
 #include "lb/balancer.h"
+#include "metrics/access_log.h"
+#include "metrics/metrics.h"
 #include "upstream/server.h"
 
 namespace fulcrum::app {
@@ -29,8 +34,12 @@ struct Worker {
   size_t index;
   PipePool pipes;
   EventLoop loop;
+  metrics::WorkerMetrics* metrics = nullptr;         // in the runtime's registry
+  std::unique_ptr<metrics::AccessLogSink> log_sink;  // null without an access log
   std::vector<std::unique_ptr<lb::Picker>> pickers;  // one per backend, in config order
   std::vector<std::unique_ptr<l4::TcpListener>> tcp;
+  std::vector<std::unique_ptr<l4::UdpListener>> udp;  // not in sessions(): a flow has no end to wait for
+  std::vector<std::unique_ptr<dns::DnsListener>> dns;  // nor has a DNS query worth delaying a stop
   std::unique_ptr<http::HttpContext> http_ctx;
   std::vector<std::unique_ptr<http::HttpListener>> http;
   std::thread thread;
@@ -44,10 +53,14 @@ struct Worker {
   void stop_accepting() {
     for (auto& l : tcp) l->stop_accepting();
     for (auto& l : http) l->stop_accepting();
+    for (auto& l : udp) l->stop_accepting();
+    for (auto& l : dns) l->stop_accepting();
   }
   ~Worker() {
     http.clear();  // before the context their connections use
     tcp.clear();
+    udp.clear();
+    dns.clear();
   }
 };
 
@@ -85,11 +98,19 @@ class RuntimeImpl final : public Runtime {
     // Built here, so a check kind that cannot work (tcp_half_open without CAP_NET_RAW) says so
     // at start; it runs on a thread of its own, so no check ever blocks a worker.
     health_ = std::make_unique<health::HealthService>(backend_ptrs);
+    auto log = metrics::AccessLog::open(cfg_->access_log);
+    if (!log) return log.error();
+    access_log_ = std::move(*log);
+    // Counter layouts: one per listener, shared by every worker's copy of its counters.
+    std::vector<std::shared_ptr<const metrics::Layout>> layouts;
+    for (size_t li = 0; li < cfg_->listeners.size(); ++li) layouts.push_back(metrics::Layout::build(*cfg_, li));
     size_t n = cfg_->workers ? cfg_->workers : std::max(1u, std::thread::hardware_concurrency());
     long fds = raise_fd_limit();
     FULCRUM_LOG(kDebug, "descriptor limit %ld", fds);
     for (size_t i = 0; i < n; ++i) {
       auto w = std::make_unique<Worker>(i);
+      w->metrics = &metrics_.add_worker();
+      if (access_log_) w->log_sink = std::make_unique<metrics::AccessLogSink>(*access_log_, w->loop);
       for (size_t b = 0; b < backends_.size(); ++b)
         w->pickers.push_back(std::make_unique<lb::Picker>(*backends_[b], 0x9E3779B97F4A7C15ull * (i + 1) + b));
       std::vector<lb::Picker*> picker_ptrs;
@@ -97,18 +118,29 @@ class RuntimeImpl final : public Runtime {
       w->http_ctx = std::make_unique<http::HttpContext>(w->loop, backend_ptrs, picker_ptrs);
       for (size_t li = 0; li < cfg_->listeners.size(); ++li) {
         auto& l = cfg_->listeners[li];
+        if (l.protocol == config::Protocol::kUdp || l.protocol == config::Protocol::kDns) {
+          if (auto r = add_datagram_listener(*w, i, l); !r) return r;
+          continue;
+        }
         if (l.protocol != config::Protocol::kTcp && l.protocol != config::Protocol::kHttp) continue;
         auto fd = listen_socket(l.bind);
         if (!fd) return Error{0, "listener '" + l.name + "': " + fd.error().message + ": " + strerror(fd.error().code)};
         if (l.protocol == config::Protocol::kHttp) {
           w->http.push_back(std::make_unique<http::HttpListener>(*w->http_ctx, *cfg_, l, routers[li], std::move(*fd)));
+          w->http.back()->set_metrics(w->metrics->add_listener(layouts[li], w->log_sink.get()));
           continue;
         }
         size_t bi = backend_index(l.backend);
         w->tcp.push_back(std::make_unique<l4::TcpListener>(w->loop, w->pipes, l, backends_[bi]->spec(),
                                                            *w->pickers[bi], std::move(*fd)));
+        w->tcp.back()->set_metrics(w->metrics->add_listener(layouts[li], w->log_sink.get()));
       }
       workers_.push_back(std::move(w));
+    }
+    if (cfg_->admin) {  // bound now, so a port in use is reported at once; serves from run()
+      admin_ = std::make_unique<admin::AdminServer>(
+          control_, admin::Sources{&backends_, &metrics_, [this] { return access_log_.get(); }});
+      if (auto r = admin_->configure(*cfg_->admin); !r) return r.error();
     }
     return {};
   }
@@ -147,6 +179,28 @@ class RuntimeImpl final : public Runtime {
   }
 
  private:
+  // A udp listener, or a dns listener with its UDP and TCP sockets on the same address.
+  Result<void> add_datagram_listener(Worker& w, size_t worker_index, const config::Listener& l) {
+    auto fail = [&l](const Error& e) {
+      return Error{e.code, "listener '" + l.name + "': " + e.message + ": " + strerror(e.code)};
+    };
+    auto udp = listen_socket(l.bind, SocketType::kDatagram);
+    if (!udp) return fail(udp.error());
+    if (l.protocol == config::Protocol::kUdp) {
+      size_t bi = backend_index(l.backend);
+      w.udp.push_back(std::make_unique<l4::UdpListener>(w.loop, l, backends_[bi]->spec(), *w.pickers[bi],
+                                                        std::move(*udp)));
+      return {};
+    }
+    auto tcp = listen_socket(l.bind, SocketType::kStream);
+    if (!tcp) return fail(tcp.error());
+    std::vector<dns::ZoneConfig> zones;
+    for (auto& z : l.zones) zones.push_back({z.name, backends_[backend_index(z.backend)].get(), z.ttl, z.answers});
+    w.dns.push_back(std::make_unique<dns::DnsListener>(w.loop, l, zones, 0x2545F4914F6CDD1Dull * (worker_index + 1),
+                                                       std::move(*udp), std::move(*tcp)));
+    return {};
+  }
+
   size_t backend_index(const std::string& name) const {
     for (size_t i = 0; i < backends_.size(); ++i)
       if (backends_[i]->name() == name) return i;
@@ -163,7 +217,12 @@ class RuntimeImpl final : public Runtime {
         FULCRUM_LOG(kWarn, "SIGHUP: reloading is not implemented in this build yet; the running config stays");
         break;
       case SIGUSR1:
-        FULCRUM_LOG(kInfo, "SIGUSR1: no log files to reopen");
+        if (!access_log_) {
+          FULCRUM_LOG(kInfo, "SIGUSR1: no log files to reopen");
+          break;
+        }
+        FULCRUM_LOG(kInfo, "SIGUSR1: reopening the access log");
+        access_log_->reopen();
         break;
     }
   }
@@ -177,6 +236,7 @@ class RuntimeImpl final : public Runtime {
       return;
     }
     stopping_ = true;
+    if (admin_) admin_->set_stopping();  // /healthz says 503 from now on
     stop_deadline_ = Clock::now() + cfg_->shutdown_grace;
     FULCRUM_LOG(kInfo, "%s: no longer accepting; finishing in-flight work (grace %lldms)", why,
                 static_cast<long long>(cfg_->shutdown_grace.count()));
@@ -201,9 +261,12 @@ class RuntimeImpl final : public Runtime {
   std::shared_ptr<const config::Config> cfg_;
   std::vector<std::unique_ptr<upstream::Backend>> backends_;
   std::unique_ptr<health::HealthService> health_;  // destroyed after the workers, before the backends
+  metrics::Registry metrics_;                     // outlives the workers, whose counters it holds
+  std::unique_ptr<metrics::AccessLog> access_log_;  // after the workers: their sinks flush into it
   std::vector<std::unique_ptr<Worker>> workers_;
   EventLoop control_;
   Timer drain_timer_;
+  std::unique_ptr<admin::AdminServer> admin_;  // on control_; reads backends_ and metrics_
   bool stopping_ = false;
   TimePoint stop_deadline_{};
 };

@@ -18,9 +18,21 @@ std::string words() {
 
 bool is_l4(config::Protocol p) { return p == config::Protocol::kTcp || p == config::Protocol::kUdp; }
 
+bool is_loopback(const SocketAddress& a) {
+  std::string_view ip = a.ip_bytes();
+  if (a.family() == AF_INET) return ip.size() == 4 && static_cast<unsigned char>(ip[0]) == 127;
+  static constexpr char kV6Loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  return a.family() == AF_INET6 && ip == std::string_view(kV6Loopback, 16);
+}
+
 }  // namespace
 
 std::optional<config::ConfigError> validate(const config::Config& cfg) {
+  // The admin API drains servers and reloads the config: never open to the network by accident
+  // (the loader says so too; this covers configs built in code, such as the demo's).
+  if (cfg.admin && cfg.admin->token_file.empty() && !is_loopback(cfg.admin->listen))
+    return cfg.error_at(cfg.admin->listen_mark, "admin listen " + cfg.admin->listen.to_string() +
+                                                    " is not a loopback address: set token_file, or listen on 127.0.0.1");
   for (auto& b : cfg.backends) {
     const lb::Algorithm* a = lb::find_algorithm(b.balance);
     if (a == nullptr)
@@ -46,7 +58,8 @@ std::optional<config::ConfigError> validate(const config::Config& cfg) {
 
 std::optional<config::ConfigError> check_runnable(const config::Config& cfg) {
   for (auto& l : cfg.listeners) {
-    if (l.protocol != config::Protocol::kTcp && l.protocol != config::Protocol::kHttp)
+    if (l.protocol != config::Protocol::kTcp && l.protocol != config::Protocol::kHttp &&
+        l.protocol != config::Protocol::kUdp && l.protocol != config::Protocol::kDns)
       return cfg.error_at(l.protocol_mark, std::string("protocol '") + config::protocol_name(l.protocol) +
                                                "' is not implemented in this build yet (listener '" + l.name + "')");
   }

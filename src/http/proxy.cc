@@ -1,5 +1,18 @@
+// The HTTP/1.1 proxy's client connection: a state machine driven by readiness of the client
+// socket and of the upstream connection it holds (see proxy.h). Worker thread only.
+//
+//   kIdle ──bytes──▶ kHead ──head──▶ (route, pick) ──▶ kConnecting ──▶ kExchange ──▶ kIdle
+//                      │                  │ 404/503                       │ 101
+//                      ▼ 400/408/431      ▼                               ▼
+//                   kClosing ◀──────── kLocal ──▶ kIdle                 kTunnel
+//
+// kExchange streams both ways at once: the request body goes up while the response may already
+// come down (a backend may answer early). Pipelined requests wait in the read buffer and are
+// parsed once the exchange before them is over, so responses keep their order. Nothing is
+// allocated per request: buffers come from the worker's pool and parse results are views.
 #include "http/proxy.h"
 
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -11,10 +24,22 @@
 #include "core/log.h"
 #include "core/socket.h"
 #include "http/chunked.h"
+#include "http/forward.h"
 #include "http/local_response.h"
+#include "http/observe.h"
 
 namespace fulcrum::http {
 namespace {
+
+constexpr size_t kBadBody = static_cast<size_t>(-1);
+// Steps one connection may take per loop turn before it yields to the others (and resumes on a
+// zero-delay timer: with edge-triggered epoll no new event would come for bytes already there).
+constexpr int kStepsPerTurn = 64;
+// How long a closing connection keeps reading (and dropping) what the client still sends, so that
+// closing with unread bytes does not turn into a reset that destroys our last response in flight
+// to the client (RFC 9112 9.6; nginx's lingering close).
+constexpr Millis kLinger{2000};
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 // RFC 9110 9.2.2: a request may be repeated when its method is idempotent.
 bool idempotent(Method m) {
@@ -36,24 +61,10 @@ ssize_t write2(int fd, std::string_view a, std::string_view b) {
   return ::sendmsg(fd, &msg, MSG_NOSIGNAL);
 }
 
-struct Appender {
-  Buffer& out;
-  bool ok = true;
-  Appender& operator<<(std::string_view s) {
-    ok = ok && out.append(s);
-    return *this;
-  }
-  Appender& operator<<(uint64_t v) {
-    char buf[24];
-    int n = std::snprintf(buf, sizeof(buf), "%llu", static_cast<unsigned long long>(v));
-    return *this << std::string_view(buf, static_cast<size_t>(n));
-  }
-};
-
 // Splits a request target into path and query; absolute-form loses its scheme and authority
 // (RFC 9112 3.2.2: the origin server gets origin-form from us).
 void split_target(std::string_view target, TargetForm form, std::string_view* authority, std::string_view* path,
-                  std::string_view* query) {
+                  std::string_view* query, bool* has_query) {
   *authority = {};
   if (form == TargetForm::kAbsolute) {
     auto scheme_end = target.find("://");
@@ -61,10 +72,13 @@ void split_target(std::string_view target, TargetForm form, std::string_view* au
     auto slash = rest.find_first_of("/?");
     *authority = rest.substr(0, slash);
     target = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+    if (!target.empty() && target.front() == '?') target = {};  // "http://h?x": path "/" below
   }
   auto q = target.find('?');
+  *has_query = q != std::string_view::npos;
   *path = target.substr(0, q);
-  *query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  if (path->empty()) *path = "/";
+  *query = *has_query ? target.substr(q + 1) : std::string_view();
 }
 
 }  // namespace
@@ -101,52 +115,73 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   ClientConn* next_ = nullptr;
 
  private:
-  enum class State : uint8_t { kIdle, kHead, kConnecting, kExchange, kTunnel, kLocal, kClosing };
+  enum class State : uint8_t { kIdle, kHead, kConnecting, kExchange, kTunnel, kLocal, kClosing, kLinger };
 
   void drive();
+  void on_timer();
   bool step_head();
   bool step_exchange();
   bool step_tunnel();
   bool step_flush();
+  bool step_linger();
   int read_into(int fd, Buffer& buf, bool* readable, bool* eof);  // 1 read, 0 nothing, -1 fatal
+  // Writes out_ and then `body` to the client; returns how many bytes of `body` went, or -1 when
+  // the connection was closed.
+  ssize_t write_client(std::string_view body, bool* progress);
+
+  // A request.
   void on_request(const RequestHead& head, size_t head_len);
-  bool write_upstream_head(const RequestHead& head, std::string_view path, std::string_view query,
-                           std::string_view host);
   upstream::Server* choose(const RequestHead* head, std::string_view path, std::string_view query);
-  void connect_upstream();
-  void on_upstream_connected();
-  void upstream_failed(const char* why, int err, bool timeout);
+  // An attempt on one server: from the pool, or a new connection.
+  void connect_upstream(upstream::Server* server);
+  void begin_exchange();
+  void upstream_failed(const char* why, int err, bool connecting, bool timeout);
+  void bad_response(const char* why);
+  bool send_request();
+  bool read_response_head();
   bool on_response_head(const ResponseHead& head, size_t head_len);
+  bool forward_response_body();
+  size_t dechunk_into_out(size_t body);
   void finish_exchange();
+  size_t request_body_ready();   // bytes at the front of in_ that belong to the request body
+  size_t response_body_ready();  // bytes at the front of up_->in that belong to the response body
+  bool response_body_complete() const;
+
   void send_local(int status, bool close_after, std::string_view extra = {});
   void set_state(State s);
   void release_upstream(bool reuse);
-  size_t request_body_ready();   // bytes at the front of in_ that belong to the request body
-  size_t response_body_ready();  // bytes at the front of up_->in that belong to the response body
+  Millis response_timeout() const { return ctx_.backends[backend_]->spec().response_timeout; }
 
   HttpListener& l_;
   HttpContext& ctx_;
   Fd fd_;
   SocketAddress peer_;
+  char peer_ip_[INET6_ADDRSTRLEN] = {};
   Buffer in_;
   Buffer out_;
   Buffer req_head_;  // the head we send upstream, kept whole until a response starts (retries)
   Timer timer_;
+  Timer resume_;  // zero-delay: carries on after kStepsPerTurn
+  RequestParser req_parser_;
+  ResponseParser resp_parser_;
   State state_ = State::kIdle;
   bool readable_ = false;
   bool writable_ = true;
   bool read_eof_ = false;
   bool closed_ = false;
+  metrics::Exchange x_;  // the request in progress, for the counters and the access log
 
   // The exchange in progress.
   int backend_ = -1;
-  upstream::Server* server_ = nullptr;
+  upstream::Server* server_ = nullptr;  // set while it counts this request as active
   UpstreamConn* up_ = nullptr;
   lb::TriedSet tried_;
   uint32_t attempts_ = 0;
+  int sticky_index_ = -1;  // the server the client's sticky cookie names, if valid
   Method method_ = Method::kGet;
   bool keep_alive_ = false;
   bool client_http10_ = false;
+  bool expect_continue_ = false;  // we owe the client "100 Continue" once a server is reached
   size_t req_head_sent_ = 0;
   BodyKind req_body_ = BodyKind::kNone;
   uint64_t req_left_ = 0;
@@ -164,8 +199,7 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   bool resp_done_ = false;
   bool dechunk_ = false;  // chunked response to an HTTP/1.0 client: send the data only
   bool upstream_keep_alive_ = false;
-  bool set_cookie_ = false;
-  bool tunnel_ = false;
+  bool tunnel_ = false;  // the client asked to upgrade
   bool up_eof_ = false;
   TimePoint sent_at_{};
 };
@@ -178,17 +212,15 @@ ClientConn::ClientConn(HttpListener& l, Fd fd, const SocketAddress& peer)
       in_(l.ctx_.buffers),
       out_(l.ctx_.buffers),
       req_head_(l.ctx_.buffers),
-      timer_(l.ctx_.loop, [this] {
-        switch (state_) {
-          case State::kIdle: return close("idle timeout");
-          case State::kHead: return send_local(408, true);
-          case State::kConnecting: return upstream_failed("connect timeout", ETIMEDOUT, true);
-          case State::kExchange:
-            if (!resp_head_done_) return upstream_failed("response timeout", ETIMEDOUT, true);
-            return close("response stalled");
-          default: return close("timeout");
-        }
-      }) {}
+      timer_(l.ctx_.loop, [this] { on_timer(); }),
+      resume_(l.ctx_.loop, [this] { drive(); }),
+      req_parser_(H1Limits{static_cast<size_t>(l.max_header_bytes_)}) {
+  // The address text once per connection: X-Forwarded-For needs it on every request.
+  if (peer_.family() == AF_INET)
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(peer_.sa())->sin_addr, peer_ip_, sizeof(peer_ip_));
+  else if (peer_.family() == AF_INET6)
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(peer_.sa())->sin6_addr, peer_ip_, sizeof(peer_ip_));
+}
 
 ClientConn::~ClientConn() {
   if (up_) ctx_.pool.close(up_);
@@ -206,10 +238,34 @@ void ClientConn::set_state(State s) {
     case State::kIdle: timer_.arm(l_.idle_timeout_); break;
     case State::kHead: timer_.arm(l_.header_timeout_); break;
     case State::kConnecting: timer_.arm(ctx_.backends[backend_]->spec().connect_timeout); break;
-    case State::kExchange: timer_.arm(ctx_.backends[backend_]->spec().response_timeout); break;
+    case State::kExchange: timer_.arm(response_timeout()); break;
     case State::kTunnel: timer_.arm(l_.idle_timeout_); break;
-    default: break;
+    case State::kLocal:
+    case State::kClosing: timer_.arm(l_.idle_timeout_); break;
+    case State::kLinger: timer_.arm(kLinger); break;
   }
+}
+
+// A timer callback is an event like any other: after acting on it the connection must be
+// driven, or a response queued here would wait for an unrelated event to go out.
+void ClientConn::on_timer() {
+  switch (state_) {
+    case State::kIdle: return close("idle timeout");
+    case State::kHead:
+      FULCRUM_LOG_LIMITED(kInfo, "listener %s: %s: request head not complete within header_timeout",
+                          l_.spec_.name.c_str(), peer_ip_);
+      send_local(408, true);
+      break;
+    case State::kConnecting: upstream_failed("connect timeout", ETIMEDOUT, true, true); break;
+    case State::kExchange:
+      if (resp_head_done_) return close("response stalled");
+      // Waiting on the client for more request body (the backend takes it): the client's fault.
+      if (!req_done_ && up_ && up_->writable) return close("request body stalled");
+      upstream_failed("response timeout", ETIMEDOUT, false, true);
+      break;
+    default: return close("timeout");
+  }
+  drive();
 }
 
 void ClientConn::on_io(uint32_t events) {
@@ -223,9 +279,12 @@ void ClientConn::on_upstream_io(uint32_t events) {
   if (closed_) return;
   if (state_ == State::kConnecting) {
     int err = socket_error(up_->fd.get());
-    if (err != 0) return upstream_failed("connect", err, false);
+    if (err != 0) {
+      upstream_failed("connect", err, true, false);
+      return drive();
+    }
     if (!(events & EPOLLOUT)) return;
-    on_upstream_connected();
+    begin_exchange();
   }
   drive();
 }
@@ -236,7 +295,11 @@ void ClientConn::on_stop() {
 }
 
 void ClientConn::drive() {
-  for (int guard = 0; guard < 256 && !closed_; ++guard) {
+  for (int steps = 0; !closed_; ++steps) {
+    if (steps == kStepsPerTurn) {
+      resume_.arm(Millis(0));
+      return;
+    }
     bool progress = false;
     switch (state_) {
       case State::kIdle:
@@ -246,6 +309,7 @@ void ClientConn::drive() {
       case State::kTunnel: progress = step_tunnel(); break;
       case State::kLocal:
       case State::kClosing: progress = step_flush(); break;
+      case State::kLinger: progress = step_linger(); break;
     }
     if (!progress) break;
   }
@@ -274,6 +338,22 @@ int ClientConn::read_into(int fd, Buffer& buf, bool* readable, bool* eof) {
   return -1;
 }
 
+ssize_t ClientConn::write_client(std::string_view body, bool* progress) {
+  if (!writable_ || (out_.empty() && body.empty())) return 0;
+  ssize_t n = write2(fd_.get(), out_.view(), body);
+  if (n < 0) {
+    if (errno == EAGAIN) writable_ = false;
+    else if (errno != EINTR) return close("client write failed"), -1;
+    return 0;
+  }
+  *progress = true;
+  size_t w = static_cast<size_t>(n);
+  x_.bytes += w;
+  size_t from_out = std::min(w, out_.size());
+  out_.consume(from_out);
+  return static_cast<ssize_t>(w - from_out);
+}
+
 // ---- request head ----------------------------------------------------------------------------
 
 bool ClientConn::step_head() {
@@ -283,74 +363,82 @@ bool ClientConn::step_head() {
       return false;
     }
     int r = read_into(fd_.get(), in_, &readable_, &read_eof_);
-    if (r < 0) {
-      close("read error");
-      return false;
-    }
-    if (read_eof_ && in_.empty()) {
-      close("client closed");
-      return false;
-    }
+    if (r < 0) return close("read error"), false;
+    if (read_eof_ && in_.empty()) return close("client closed"), false;
     if (r == 0) return false;
   }
-  if (state_ == State::kIdle) set_state(State::kHead);
-  RequestParser parser(H1Limits{static_cast<size_t>(l_.max_header_bytes_)});
+  if (state_ == State::kIdle) {
+    set_state(State::kHead);  // the header timeout runs from the first byte of the request
+    req_parser_.reset();
+    method_ = Method::kOther;  // until parsed: a 400 or 408 answers no HEAD
+  }
   RequestHead head;
-  ParseResult pr = parser.parse(in_.view(), ctx_.fields, &head);
+  ParseResult pr = req_parser_.parse(in_.view(), ctx_.fields, &head);
   if (pr.done()) {
     on_request(head, pr.consumed);
     return true;
   }
   if (pr.failed()) {
-    FULCRUM_LOG_LIMITED(kInfo, "listener %s: %s: refused request: %s (%d)", l_.spec_.name.c_str(),
-                        peer_.ip_string().c_str(), std::string(parse_error_name(pr.error)).c_str(), pr.http_status());
+    FULCRUM_LOG_LIMITED(kInfo, "listener %s: %s: refused request: %s (%d)", l_.spec_.name.c_str(), peer_ip_,
+                        std::string(parse_error_name(pr.error)).c_str(), pr.http_status());
     send_local(pr.http_status(), true);
     return true;
   }
-  // Need more: make room (a head may grow to max_header_bytes), then read.
-  if (in_.full() && (!in_.grow() || in_.capacity() > l_.max_header_bytes_ + 1024)) {
+  // Need more. The parser refuses a head over max_header_bytes itself; the buffer grows once (to
+  // 64 KiB) to hold one up to that size.
+  if (in_.full() && !in_.grow()) {
     send_local(431, true);
     return true;
   }
-  if (read_eof_) {
-    close("client closed mid-head");
-    return false;
-  }
+  if (read_eof_) return close("client closed mid-head"), false;
   int r = read_into(fd_.get(), in_, &readable_, &read_eof_);
   if (r < 0) close("read error");
   return r > 0;
 }
 
 void ClientConn::on_request(const RequestHead& head, size_t head_len) {
+  observe_request(l_.metrics_, x_, head);
   method_ = head.method;
   client_http10_ = head.version == Version::kHttp10;
   keep_alive_ = head.keep_alive && !l_.stopping_;
   std::string_view authority, path, query;
-  split_target(head.target, head.target_form, &authority, &path, &query);
+  bool has_query = false;
+  split_target(head.target, head.target_form, &authority, &path, &query, &has_query);
   std::string_view host = head.has_host ? head.host : authority;
+  // What is left of a refused request (its body) cannot be told from a next request: close.
+  bool close_after = !keep_alive_ || head.has_body();
 
   RouteInput ri{head.method_text, host, path, query, head.headers};
   int route = l_.router_->match(ri);
   if (route < 0 || head.target_form == TargetForm::kAuthority || head.target_form == TargetForm::kAsterisk) {
     in_.consume(head_len);
-    return send_local(route < 0 ? 404 : 501, !keep_alive_ || head.has_body());
+    return send_local(route < 0 ? 404 : 501, close_after);
   }
   backend_ = l_.route_backend_[static_cast<size_t>(route)];
+  x_.backend = backend_;
   if (backend_ < 0) {  // static routes are served by the static module (not in this build yet)
     in_.consume(head_len);
-    return send_local(501, !keep_alive_ || head.has_body());
+    return send_local(501, close_after);
   }
 
   tried_.clear();
   attempts_ = 0;
-  set_cookie_ = false;
-  server_ = choose(&head, path, query);
+  upstream::Server* first = choose(&head, path, query);
+  // The head goes out as we rewrite it; it stays whole in req_head_ until a response starts, so
+  // that a retry can send it again.
+  RequestForward fwd{path,
+                     query,
+                     has_query,
+                     host,
+                     first ? std::string_view(first->address_text()) : std::string_view(),
+                     peer_ip_,
+                     l_.spec_.protocol == config::Protocol::kHttps,
+                     head.expect_continue};
   req_head_.clear();
-  if (!write_upstream_head(head, path, query, host)) {
-    in_.consume(head_len);
-    return send_local(431, true);
-  }
-  in_.consume(head_len);
+  bool head_fits = write_request_head(req_head_, head, fwd);
+  in_.consume(head_len);  // `head` is not used past this point
+  if (!head_fits) return send_local(431, true);
+
   req_body_ = head.body;
   req_left_ = head.body == BodyKind::kContentLength ? head.content_length : 0;
   req_done_ = !head.has_body();
@@ -358,12 +446,23 @@ void ClientConn::on_request(const RequestHead& head, size_t head_len) {
   req_scanned_ = 0;
   req_body_sent_ = false;
   tunnel_ = head.upgrade;
-  if (server_ == nullptr) {
+  // RFC 9110 10.1.1: a client that sent "Expect: 100-continue" may wait for our go before it
+  // sends the body. We give it when a server is reached, and do not pass the expectation on:
+  // backends differ in whether they answer it, and a client left waiting costs a second.
+  expect_continue_ = head.expect_continue && !req_done_ && in_.empty();
+  // A chunked body that came with the head is checked before anything goes upstream, so a bad
+  // chunk size sent along with its head never reaches a backend.
+  if (req_body_ == BodyKind::kChunked && request_body_ready() == kBadBody) {
+    FULCRUM_LOG_LIMITED(kInfo, "listener %s: %s: refused request: bad chunked body", l_.spec_.name.c_str(),
+                        peer_ip_);
+    return send_local(400, true);
+  }
+  if (first == nullptr) {
     FULCRUM_LOG_LIMITED(kWarn, "listener %s: no server available in backend %s", l_.spec_.name.c_str(),
                         ctx_.backends[backend_]->name().c_str());
     return send_local(503, !keep_alive_ || !req_done_);
   }
-  connect_upstream();
+  connect_upstream(first);
 }
 
 upstream::Server* ClientConn::choose(const RequestHead* head, std::string_view path, std::string_view query) {
@@ -371,17 +470,18 @@ upstream::Server* ClientConn::choose(const RequestHead* head, std::string_view p
   const auto& spec = backend.spec();
   lb::Picker& picker = *ctx_.pickers[backend_];
   if (head && spec.sticky) {
+    sticky_index_ = -1;
     std::string_view id;
     if (find_cookie(head->headers, spec.sticky->cookie, &id)) {
       auto& ids = ctx_.sticky_ids[backend_];
       for (size_t i = 0; i < ids.size(); ++i) {
         if (ids[i] != id) continue;
+        sticky_index_ = static_cast<int>(i);
         upstream::Server* s = backend.servers()[i].get();
-        if (picker.serving(*s) && !tried_.contains(i)) return s;
-        break;
+        if (picker.serving(*s)) return s;
+        break;  // down or drained: balanced like a new client, and given a new cookie
       }
     }
-    set_cookie_ = true;
   }
   lb::PickContext ctx;
   ctx.client = &peer_;
@@ -400,122 +500,86 @@ upstream::Server* ClientConn::choose(const RequestHead* head, std::string_view p
   return picker.pick(ctx);
 }
 
-bool ClientConn::write_upstream_head(const RequestHead& head, std::string_view path, std::string_view query,
-                                     std::string_view host) {
-  Appender a{req_head_};
-  a << head.method_text << " " << path;
-  if (!query.empty() || head.target.find('?') != std::string_view::npos) a << "?" << query;
-  a << " HTTP/1.1\r\n";
-  bool xff = false, via = false;
-  for (const Header& h : head.headers) {
-    if (must_strip(head, h)) continue;
-    switch (h.token) {
-      case HeaderToken::kXForwardedFor: xff = true; continue;
-      case HeaderToken::kVia: via = true; continue;
-      case HeaderToken::kXForwardedProto:
-      case HeaderToken::kXForwardedHost: continue;  // ours replace what the client claims
-      default: break;
-    }
-    a << h.name << ": " << h.value << "\r\n";
-  }
-  if (!head.has_host) a << "Host: " << (host.empty() ? std::string_view(server_ ? server_->address_text() : "") : host) << "\r\n";
-  if (head.body == BodyKind::kChunked) a << "Transfer-Encoding: chunked\r\n";
-  if (head.upgrade) {
-    const Header* up = head.find(HeaderToken::kUpgrade);
-    a << "Connection: Upgrade\r\nUpgrade: " << (up ? up->value : std::string_view("websocket")) << "\r\n";
-  }
-  // X-Forwarded-For is appended to (SPEC), several fields folded into one list (RFC 9110 5.3).
-  a << "X-Forwarded-For: ";
-  if (xff)
-    for (const Header& h : head.headers)
-      if (h.token == HeaderToken::kXForwardedFor && !h.value.empty()) a << h.value << ", ";
-  a << peer_.ip_string() << "\r\n";
-  a << "X-Forwarded-Proto: " << (l_.spec_.protocol == config::Protocol::kHttps ? "https" : "http") << "\r\n";
-  if (!host.empty()) a << "X-Forwarded-Host: " << host << "\r\n";
-  a << "Via: ";
-  if (via)
-    for (const Header& h : head.headers)
-      if (h.token == HeaderToken::kVia && !h.value.empty()) a << h.value << ", ";
-  a << (client_http10_ ? "1.0 fulcrum" : "1.1 fulcrum") << "\r\n\r\n";
-  return a.ok;
-}
-
 // ---- upstream --------------------------------------------------------------------------------
 
-void ClientConn::connect_upstream() {
-  if (server_ == nullptr) server_ = choose(nullptr, {}, {});
-  if (server_ == nullptr) {
-    if (attempts_ == 0)
-      FULCRUM_LOG_LIMITED(kWarn, "listener %s: no server available in backend %s", l_.spec_.name.c_str(),
-                          ctx_.backends[backend_]->name().c_str());
-    return send_local(attempts_ ? 502 : 503, !keep_alive_ || !req_done_);
-  }
+void ClientConn::connect_upstream(upstream::Server* server) {
   ++attempts_;
-  tried_.add(server_->index());
+  tried_.add(server->index());
+  server_ = server;
   server_->begin();
+  x_.server = static_cast<int>(server->index());
   req_head_sent_ = 0;
   resp_head_done_ = resp_started_ = resp_done_ = false;
   up_eof_ = false;
+  resp_parser_.reset();
   if ((up_ = ctx_.pool.take(server_))) {
     up_->owner = this;
     up_->writable = true;  // try; EAGAIN tells otherwise
-    sent_at_ = Clock::now();
-    set_state(State::kExchange);
-    return;
+    return begin_exchange();
   }
   int err = 0;
   up_ = ctx_.pool.open(server_, &err);
-  if (up_ == nullptr) return upstream_failed("connect", err, false);
+  if (up_ == nullptr) return upstream_failed("connect", err, true, false);
   up_->owner = this;
-  if (up_->connected) {
-    up_->writable = true;
-    on_upstream_connected();
-  } else {
-    set_state(State::kConnecting);
-  }
+  if (up_->connected) return begin_exchange();
+  set_state(State::kConnecting);
 }
 
-void ClientConn::on_upstream_connected() {
+void ClientConn::begin_exchange() {
   up_->connected = true;
   up_->writable = true;
   sent_at_ = Clock::now();
   set_state(State::kExchange);
+  if (expect_continue_) {
+    expect_continue_ = false;
+    if (in_.empty() && !out_.append(kContinue)) return close("no buffer");
+  }
 }
 
-void ClientConn::upstream_failed(const char* why, int err, bool timeout) {
-  bool was_reused = up_ && up_->reused;
+void ClientConn::upstream_failed(const char* why, int err, bool connecting, bool timeout) {
   if (resp_head_done_) return close("backend failed mid-response");
-  if (server_) {
+  upstream::Server* failed = server_;
+  bool reused = up_ && up_->reused;
+  // A pooled connection the server closed while it idled (it answered nothing, and we did not
+  // time out waiting) says nothing about the server: try again on a fresh connection.
+  bool stale = reused && !timeout && !resp_started_;
+  if (failed) {
     FULCRUM_LOG_LIMITED(kWarn, "listener %s: backend %s server %s (%s): %s: %s%s", l_.spec_.name.c_str(),
-                        ctx_.backends[backend_]->name().c_str(), server_->name().c_str(),
-                        server_->address_text().c_str(), why, strerror(err), was_reused ? " (reused connection)" : "");
-    server_->end();
-    if (!was_reused) server_->record_failure();
+                        ctx_.backends[backend_]->name().c_str(), failed->name().c_str(),
+                        failed->address_text().c_str(), why, strerror(err), reused ? " (reused connection)" : "");
+    failed->end();
+    if (!stale) {
+      failed->record_failure();
+      failed->report_outcome(false);
+    }
+    server_ = nullptr;
   }
   release_upstream(false);
-  bool connect_phase = state_ == State::kConnecting || std::string_view(why) == "connect";
-  // What may be sent again: nothing reached a server that refused the connect; a request whose
-  // body we still hold whole and whose method is idempotent (RFC 9110 9.2.2); and any request on
-  // a reused connection the server had closed before our first byte arrived.
-  bool retryable = !req_body_sent_ && !resp_started_ &&
-                   (connect_phase || idempotent(method_) || (was_reused && req_head_sent_ == 0));
+  // What may be sent again (RFC 9110 9.2.2): nothing reached a server that refused the connect;
+  // an idempotent request whose body we still hold whole and that got no byte of answer; and any
+  // request whose head had not gone out on a stale pooled connection. Never after a response
+  // timeout: the server may still be working on it, and the client has waited long enough.
+  bool retryable = !resp_started_ && !req_body_sent_ && (!timeout || connecting) &&
+                   (connecting || idempotent(method_) || (stale && req_head_sent_ == 0));
   const auto& spec = ctx_.backends[backend_]->spec();
-  if (retryable && !timeout && (was_reused || attempts_ <= spec.retries)) {
-    if (was_reused) {  // a stale pooled connection is not the server's fault: same server, fresh
-      --attempts_;
-      ctx_.pool.loop().refresh_now();
-    } else {
-      server_ = nullptr;
+  if (retryable && failed && (stale || attempts_ <= spec.retries)) {
+    upstream::Server* next = nullptr;
+    if (stale) {
+      --attempts_;  // not the server's fault: the same server again, on a fresh connection
+      if (ctx_.pickers[backend_]->serving(*failed)) next = failed;
     }
-    if (server_ == nullptr) server_ = choose(nullptr, {}, {});
-    return connect_upstream();
+    if (next == nullptr) next = choose(nullptr, {}, {});
+    if (next) return connect_upstream(next);
   }
-  if (retryable && timeout && connect_phase && attempts_ <= spec.retries) {
-    server_ = nullptr;
-    return connect_upstream();
-  }
-  server_ = nullptr;
-  send_local(timeout && !connect_phase ? 504 : 502, !keep_alive_ || !req_done_);
+  send_local(timeout ? 504 : 502, !keep_alive_ || !req_done_);
+}
+
+void ClientConn::bad_response(const char* why) {
+  FULCRUM_LOG_LIMITED(kWarn, "listener %s: backend %s server %s: bad response: %s", l_.spec_.name.c_str(),
+                      ctx_.backends[backend_]->name().c_str(), server_->name().c_str(), why);
+  server_->record_failure();
+  server_->report_outcome(false);
+  send_local(502, true);
 }
 
 void ClientConn::release_upstream(bool reuse) {
@@ -526,20 +590,17 @@ void ClientConn::release_upstream(bool reuse) {
 }
 
 size_t ClientConn::request_body_ready() {
-  if (req_done_ && req_scanned_ == 0 && req_body_ != BodyKind::kChunked) return 0;
   if (req_body_ == BodyKind::kContentLength) return static_cast<size_t>(std::min<uint64_t>(in_.size(), req_left_));
-  if (req_body_ == BodyKind::kChunked) {
-    std::string_view rest = in_.view().substr(req_scanned_);
-    while (!rest.empty() && !req_chunks_.done()) {
-      ChunkStep s = req_chunks_.decode(rest);
-      if (s.event == ChunkEvent::kError) return static_cast<size_t>(-1);
-      req_scanned_ += s.consumed;
-      rest.remove_prefix(s.consumed);
-      if (s.event == ChunkEvent::kNeedMore) break;
-    }
-    return req_scanned_;
+  if (req_body_ != BodyKind::kChunked) return 0;
+  std::string_view rest = in_.view().substr(req_scanned_);
+  while (!rest.empty() && !req_chunks_.done()) {
+    ChunkStep s = req_chunks_.decode(rest);
+    if (s.event == ChunkEvent::kError) return kBadBody;
+    req_scanned_ += s.consumed;
+    rest.remove_prefix(s.consumed);
+    if (s.event == ChunkEvent::kNeedMore) break;
   }
-  return 0;
+  return req_scanned_;
 }
 
 size_t ClientConn::response_body_ready() {
@@ -552,7 +613,7 @@ size_t ClientConn::response_body_ready() {
       std::string_view rest = in.view().substr(resp_scanned_);
       while (!rest.empty() && !resp_chunks_.done()) {
         ChunkStep s = resp_chunks_.decode(rest);
-        if (s.event == ChunkEvent::kError) return static_cast<size_t>(-1);
+        if (s.event == ChunkEvent::kError) return kBadBody;
         resp_scanned_ += s.consumed;
         rest.remove_prefix(s.consumed);
         if (s.event == ChunkEvent::kNeedMore) break;
@@ -564,207 +625,144 @@ size_t ClientConn::response_body_ready() {
   return 0;
 }
 
-bool ClientConn::step_exchange() {
-  bool progress = false;
-  // 1. The request (head, then body) to the upstream.
-  if (up_ && (req_head_sent_ < req_head_.size() || !req_done_)) {
-    size_t body = request_body_ready();
-    if (body == static_cast<size_t>(-1)) {
-      FULCRUM_LOG_LIMITED(kInfo, "listener %s: %s: bad chunked request body", l_.spec_.name.c_str(),
-                          peer_.ip_string().c_str());
-      if (server_) server_->end();
-      server_ = nullptr;
-      release_upstream(false);
-      if (resp_head_done_) {
-        close("bad request body");
-        return false;
-      }
-      send_local(400, true);
-      return true;
-    }
-    std::string_view head = req_head_.view().substr(req_head_sent_);
-    if (up_->writable && (!head.empty() || body > 0)) {
-      ssize_t n = write2(up_->fd.get(), head, in_.view().substr(0, body));
-      if (n > 0) {
-        progress = true;
-        size_t w = static_cast<size_t>(n);
-        size_t from_head = std::min(w, head.size());
-        req_head_sent_ += from_head;
-        w -= from_head;
-        if (w > 0) {
-          req_body_sent_ = true;
-          in_.consume(w);
-          if (req_body_ == BodyKind::kContentLength) {
-            req_left_ -= w;
-            if (req_left_ == 0) req_done_ = true;
-          } else {
-            req_scanned_ -= w;
-            if (req_scanned_ == 0 && req_chunks_.done()) req_done_ = true;
-          }
-        }
-      } else if (n < 0 && errno == EAGAIN) {
-        up_->writable = false;
-      } else if (n < 0 && errno != EINTR) {
-        if (!resp_started_) {
-          upstream_failed("send", errno, false);
-          return true;
-        }
-        close("upstream write failed");
-        return false;
-      }
-    }
-    // More body to come from the client.
-    if (!req_done_ && (body == 0 || in_.size() == body) && !read_eof_) {
-      int r = read_into(fd_.get(), in_, &readable_, &read_eof_);
-      if (r < 0) {
-        close("client read error");
-        return false;
-      }
-      if (read_eof_) {
-        close("client closed mid-body");
-        return false;
-      }
-      if (r > 0) progress = true;
-    }
+bool ClientConn::response_body_complete() const {
+  switch (resp_body_) {
+    case BodyKind::kNone: return true;
+    case BodyKind::kContentLength: return resp_left_ == 0;
+    case BodyKind::kChunked: return resp_chunks_.done() && resp_scanned_ == 0;
+    case BodyKind::kUntilClose: return up_eof_ && up_->in.empty();
+    case BodyKind::kTunnel: return false;
   }
-  if (closed_ || !up_) return progress;
+  return false;
+}
 
-  // 2. The response from the upstream.
+// ---- exchange --------------------------------------------------------------------------------
+
+// One round of an exchange: request bytes up, response bytes down, then whatever ends it. Each
+// part may change the state (a local error, a retry, a tunnel); the drive loop then dispatches.
+bool ClientConn::step_exchange() {
+  bool progress = send_request();
+  if (closed_ || state_ != State::kExchange) return true;
   if (!resp_head_done_) {
-    int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_);
-    if (r < 0 || (up_eof_ && !resp_started_)) {
-      upstream_failed(r < 0 ? "recv" : "closed before responding", r < 0 ? errno : ECONNRESET, false);
-      return true;
-    }
-    if (r > 0) progress = true;
-    if (!up_->in.empty()) {
-      resp_started_ = true;
-      ResponseParser parser;
-      ResponseHead head;
-      ParseResult pr = parser.parse(up_->in.view(), ctx_.response_fields, &head, method_);
-      if (pr.failed() || (pr.need_more() && (up_->in.full() && !up_->in.grow()))) {
-        FULCRUM_LOG_LIMITED(kWarn, "listener %s: backend %s server %s: bad response: %s", l_.spec_.name.c_str(),
-                            ctx_.backends[backend_]->name().c_str(), server_->name().c_str(),
-                            std::string(parse_error_name(pr.error)).c_str());
-        server_->end();
-        server_->record_failure();
-        server_ = nullptr;
-        release_upstream(false);
-        send_local(502, true);
-        return true;
-      }
-      if (pr.need_more() && up_eof_) {
-        upstream_failed("closed mid-head", ECONNRESET, false);
-        return true;
-      }
-      if (pr.done()) {
-        if (!on_response_head(head, pr.consumed)) return false;
-        progress = true;
-      }
-    }
+    progress |= read_response_head();
+    if (closed_ || state_ != State::kExchange) return true;
+    // Interim responses (ours or the backend's) go out while the final one is awaited.
+    if (write_client({}, &progress) < 0) return true;
     return progress;
   }
-
-  // 3. The response body to the client.
-  if (!resp_done_) {
-    size_t body = response_body_ready();
-    if (body == static_cast<size_t>(-1)) {
-      close("bad chunked response body");
-      return false;
-    }
-    std::string_view send_body = up_->in.view().substr(0, body);
-    if (dechunk_) {
-      // HTTP/1.0 client: only the chunk data goes on (the connection closes at the end). The
-      // bytes were validated by resp_chunks_; a second decoder walks them for their data.
-      send_body = {};
-      std::string_view rest = up_->in.view().substr(0, body);
-      size_t used = 0;
-      while (!rest.empty()) {
-        out_.space();
-        size_t room = out_.space_size();
-        if (room == 0) break;
-        ChunkStep s = dechunk_decoder_.decode(rest.substr(0, std::min(rest.size(), room)));
-        if (s.event == ChunkEvent::kData) out_.append(s.bytes);
-        used += s.consumed;
-        rest.remove_prefix(s.consumed);
-        if (s.event == ChunkEvent::kDone || s.event == ChunkEvent::kError || s.consumed == 0) break;
-      }
-      up_->in.consume(used);
-      resp_scanned_ -= used;
-    }
-    if (writable_ && (!out_.empty() || !send_body.empty())) {
-      ssize_t n = write2(fd_.get(), out_.view(), send_body);
-      if (n > 0) {
-        progress = true;
-        size_t w = static_cast<size_t>(n);
-        size_t from_out = std::min(w, out_.size());
-        out_.consume(from_out);
-        w -= from_out;
-        if (w > 0) {
-          up_->in.consume(w);
-          if (resp_body_ == BodyKind::kContentLength) resp_left_ -= w;
-          if (resp_body_ == BodyKind::kChunked) resp_scanned_ -= w;
-        }
-        timer_.arm(ctx_.backends[backend_]->spec().response_timeout);
-      } else if (n < 0 && errno == EAGAIN) {
-        writable_ = false;
-      } else if (n < 0 && errno != EINTR) {
-        close("client write failed");
-        return false;
-      }
-    }
-    bool body_complete = (resp_body_ == BodyKind::kContentLength && resp_left_ == 0) ||
-                         (resp_body_ == BodyKind::kChunked && resp_chunks_.done() && resp_scanned_ == 0) ||
-                         resp_body_ == BodyKind::kNone || (resp_body_ == BodyKind::kUntilClose && up_eof_ && up_->in.empty());
-    if (body_complete) {
-      resp_done_ = true;
-      progress = true;
-    } else if (up_->in.empty() || body == up_->in.size()) {
-      if (up_eof_) {
-        close("backend closed mid-body");
-        return false;
-      }
-      int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_);
-      if (r < 0) {
-        close("backend read error");
-        return false;
-      }
-      if (r > 0) progress = true;
-    }
+  progress |= forward_response_body();
+  if (closed_ || state_ != State::kExchange) return true;
+  if (!resp_done_ || !out_.empty()) return progress;
+  if (req_done_ && req_head_sent_ == req_head_.size()) {
+    finish_exchange();
+    return true;
   }
-  if (resp_done_ && out_.empty()) {
-    if (req_done_) {
-      finish_exchange();
+  // The backend answered before the request body was in (an early 413, say): neither connection
+  // can carry another request (the response said "Connection: close").
+  release_upstream(false);
+  server_->end();
+  server_ = nullptr;
+  if (l_.metrics_) l_.metrics_->end_http(x_, peer_, Clock::now());
+  set_state(State::kClosing);
+  return true;
+}
+
+// The request head and body to the upstream; more body from the client once all we hold is out.
+bool ClientConn::send_request() {
+  if (req_head_sent_ == req_head_.size() && req_done_) return false;
+  bool progress = false;
+  size_t body = request_body_ready();
+  if (body == kBadBody) {
+    FULCRUM_LOG_LIMITED(kInfo, "listener %s: %s: bad chunked request body", l_.spec_.name.c_str(), peer_ip_);
+    if (resp_head_done_) return close("bad request body"), true;
+    server_->end();
+    server_ = nullptr;
+    release_upstream(false);  // the backend has a part of a request: that connection is spoilt
+    send_local(400, true);
+    return true;
+  }
+  std::string_view head = req_head_.view().substr(req_head_sent_);
+  if (up_->writable && (!head.empty() || body > 0)) {
+    ssize_t n = write2(up_->fd.get(), head, in_.view().substr(0, body));
+    if (n > 0) {
+      progress = true;
+      size_t w = static_cast<size_t>(n);
+      size_t from_head = std::min(w, head.size());
+      req_head_sent_ += from_head;
+      w -= from_head;
+      if (w > 0) {
+        req_body_sent_ = true;
+        in_.consume(w);
+        if (req_body_ == BodyKind::kContentLength) {
+          req_left_ -= w;
+          req_done_ = req_left_ == 0;
+        } else {
+          req_scanned_ -= w;
+          req_done_ = req_scanned_ == 0 && req_chunks_.done();
+        }
+      }
+      if (!resp_head_done_) timer_.arm(response_timeout());  // the backend is taking what we send
+    } else if (n < 0 && errno == EAGAIN) {
+      up_->writable = false;
+    } else if (n < 0 && errno != EINTR) {
+      upstream_failed("send", errno, false, false);
       return true;
     }
-    // The backend answered before the request body was in (an early 413, say): neither
-    // connection can carry another request safely.
-    keep_alive_ = false;
-    release_upstream(false);
-    if (server_) server_->end();
-    server_ = nullptr;
-    set_state(State::kClosing);
+  }
+  // More body from the client, while the buffer has room (memory stays at one small block per
+  // direction however large the body: the client is read only as fast as the backend takes it).
+  if (!req_done_ && in_.size() == request_body_ready() && !in_.full()) {
+    int r = read_into(fd_.get(), in_, &readable_, &read_eof_);
+    if (r < 0) return close("client read error"), true;
+    if (read_eof_) return close("client closed mid-body"), true;
+    if (r > 0) progress = true;
+  }
+  return progress;
+}
+
+bool ClientConn::read_response_head() {
+  bool progress = false;
+  int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_);
+  if (r < 0) {
+    upstream_failed("recv", errno, false, false);
+    return true;
+  }
+  if (r > 0) progress = true;
+  while (!up_->in.empty()) {
+    resp_started_ = true;
+    ResponseHead head;
+    ParseResult pr = resp_parser_.parse(up_->in.view(), ctx_.response_fields, &head, method_);
+    if (pr.failed()) {
+      bad_response(std::string(parse_error_name(pr.error)).c_str());
+      return true;
+    }
+    if (pr.need_more()) break;
+    if (head.informational() && head.status != 101) {
+      // 1xx interim responses go on to 1.1 clients (RFC 9110 15.2), and parsing goes on.
+      if (!client_http10_ && !write_interim_head(out_, head)) return close("interim response too large"), true;
+      up_->in.consume(pr.consumed);
+      resp_parser_.reset();
+      continue;
+    }
+    return on_response_head(head, pr.consumed) || progress;
+  }
+  if (up_eof_) {
+    upstream_failed(resp_started_ ? "closed mid-head" : "closed before responding", ECONNRESET, false, false);
     return true;
   }
   return progress;
 }
 
 bool ClientConn::on_response_head(const ResponseHead& head, size_t head_len) {
-  Appender a{out_};
-  if (head.informational() && head.status != 101) {
-    // 1xx interim responses go on to 1.1 clients (RFC 9110 15.2), and parsing continues.
-    if (!client_http10_) {
-      a << "HTTP/1.1 " << static_cast<uint64_t>(head.status) << " " << head.reason << "\r\n";
-      for (const Header& h : head.headers)
-        if (!must_strip(head, h)) a << h.name << ": " << h.value << "\r\n";
-      a << "\r\n";
-    }
-    up_->in.consume(head_len);
-    return a.ok || (close("interim response too large"), false);
-  }
+  // RFC 9110 15.2.2: a server switches protocols only when asked to.
+  if (head.status == 101 && !tunnel_) return bad_response("101 to a request without Upgrade"), true;
+  // Codings other than chunked cannot be undone for a 1.0 client (RFC 9112 6.1).
+  if (head.other_transfer_codings && client_http10_) return bad_response("transfer coding for HTTP/1.0"), true;
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - sent_at_).count();
   server_->record_time_us(static_cast<uint32_t>(std::min<long long>(us, 0xffffffffLL)));
+  server_->report_outcome(true);
   resp_head_done_ = true;
+  x_.status = head.status;
   resp_body_ = head.body;
   resp_left_ = head.content_length;
   resp_chunks_.reset();
@@ -772,55 +770,102 @@ bool ClientConn::on_response_head(const ResponseHead& head, size_t head_len) {
   resp_scanned_ = 0;
   upstream_keep_alive_ = head.keep_alive;
   dechunk_ = head.body == BodyKind::kChunked && client_http10_;
-  bool tunnel = head.body == BodyKind::kTunnel;
-  if (head.body == BodyKind::kUntilClose || dechunk_) keep_alive_ = false;
-  if (tunnel && !tunnel_ && method_ != Method::kConnect) tunnel = false;
+  if (head.body == BodyKind::kUntilClose || dechunk_ || !req_done_) keep_alive_ = false;
 
-  a << "HTTP/1.1 " << static_cast<uint64_t>(head.status) << " " << head.reason << "\r\n";
-  for (const Header& h : head.headers) {
-    if (must_strip(head, h)) continue;
-    a << h.name << ": " << h.value << "\r\n";
+  const auto& spec = ctx_.backends[backend_]->spec();
+  ResponseForward fwd;
+  fwd.keep_alive = keep_alive_;
+  fwd.client_http10 = client_http10_;
+  fwd.dechunk = dechunk_;
+  if (spec.sticky && sticky_index_ != static_cast<int>(server_->index())) {
+    fwd.cookie_name = spec.sticky->cookie;
+    fwd.cookie_value = ctx_.sticky_ids[backend_][server_->index()];
   }
-  if (head.body == BodyKind::kChunked && !dechunk_) a << "Transfer-Encoding: chunked\r\n";
-  if (set_cookie_ && server_) {
-    a << "Set-Cookie: " << ctx_.backends[backend_]->spec().sticky->cookie << "="
-      << ctx_.sticky_ids[backend_][server_->index()] << "; Path=/; HttpOnly\r\n";
-  }
-  if (head.status == 101) {
-    const Header* up = head.find(HeaderToken::kUpgrade);
-    a << "Connection: Upgrade\r\nUpgrade: " << (up ? up->value : std::string_view("websocket")) << "\r\n";
-  } else if (!keep_alive_) {
-    a << "Connection: close\r\n";
-  } else if (client_http10_) {
-    a << "Connection: keep-alive\r\n";
-  }
-  a << "\r\n";
+  bool ok = write_response_head(out_, head, fwd);
   up_->in.consume(head_len);
-  if (!a.ok) {
-    close("response head too large");
-    return false;
-  }
-  if (tunnel) {
-    // From here on raw bytes both ways (RFC 9110 7.8, 9.3.6).
+  if (!ok) return close("response head too large"), true;
+  if (head.body == BodyKind::kTunnel) {
+    // From here on raw bytes both ways (RFC 9110 7.8).
     req_done_ = true;
-    timer_.arm(l_.idle_timeout_);
-    state_ = State::kTunnel;
+    set_state(State::kTunnel);
   }
   return true;
 }
 
+// The response body to the client, as it comes; chunked bodies are checked as they pass.
+bool ClientConn::forward_response_body() {
+  bool progress = false;
+  if (resp_done_) return write_client({}, &progress) < 0 || progress;
+  size_t body = response_body_ready();
+  if (body == kBadBody) return close("bad chunked response body"), true;
+  std::string_view send_body = up_->in.view().substr(0, body);
+  if (dechunk_) {
+    size_t used = dechunk_into_out(body);
+    if (used > 0) progress = true;
+    send_body = {};
+    body -= used;
+  }
+  ssize_t w = write_client(send_body, &progress);
+  if (w < 0) return true;
+  if (w > 0) {
+    size_t n = static_cast<size_t>(w);
+    up_->in.consume(n);
+    body -= n;
+    if (resp_body_ == BodyKind::kContentLength) resp_left_ -= n;
+    if (resp_body_ == BodyKind::kChunked) resp_scanned_ -= n;
+    timer_.arm(response_timeout());
+  }
+  if (response_body_complete()) {
+    resp_done_ = true;
+    return true;
+  }
+  // Everything buffered is on its way: read more (the buffer drains before it is refilled, so a
+  // slow client holds back the backend rather than filling our memory).
+  if (body == up_->in.size() && body == 0) {
+    if (up_eof_) {
+      if (resp_body_ != BodyKind::kUntilClose) return close("backend closed mid-body"), true;
+      return progress;
+    }
+    int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_);
+    if (r < 0) return close("backend read error"), true;
+    if (r > 0) progress = true;
+  }
+  return progress;
+}
+
+// For an HTTP/1.0 client: the data of the validated chunks at the front of up_->in, into out_ as
+// far as it has room. Returns the bytes of up_->in used.
+size_t ClientConn::dechunk_into_out(size_t body) {
+  std::string_view rest = up_->in.view().substr(0, body);
+  size_t used = 0;
+  while (!rest.empty()) {
+    out_.space();
+    size_t room = out_.space_size();
+    if (room == 0) break;
+    ChunkStep s = dechunk_decoder_.decode(rest.substr(0, std::min(rest.size(), room)));
+    if (s.event == ChunkEvent::kData) out_.append(s.bytes);
+    used += s.consumed;
+    rest.remove_prefix(s.consumed);
+    if (s.event == ChunkEvent::kDone || s.event == ChunkEvent::kError || s.consumed == 0) break;
+  }
+  up_->in.consume(used);
+  resp_scanned_ -= used;
+  return used;
+}
+
 void ClientConn::finish_exchange() {
-  bool reuse = upstream_keep_alive_ && resp_body_ != BodyKind::kUntilClose && up_ && up_->in.empty() && !up_eof_;
+  bool reuse = upstream_keep_alive_ && resp_body_ != BodyKind::kUntilClose && up_->in.empty() && !up_eof_;
   release_upstream(reuse);
-  if (server_) server_->end();
+  server_->end();
   server_ = nullptr;
   req_head_.release();
-  if (!keep_alive_ || read_eof_) {
-    set_state(State::kClosing);
-    return;
-  }
+  if (l_.metrics_) l_.metrics_->end_http(x_, peer_, Clock::now());
+  // A client that half-closed after its last request still gets answers to all it sent.
+  if (!keep_alive_ || (read_eof_ && in_.empty())) return set_state(State::kClosing);
   set_state(State::kIdle);
 }
+
+// ---- tunnel ----------------------------------------------------------------------------------
 
 bool ClientConn::step_tunnel() {
   bool progress = false;
@@ -833,8 +878,7 @@ bool ClientConn::step_tunnel() {
     } else if (n < 0 && errno == EAGAIN) {
       up_->writable = false;
     } else if (n < 0 && errno != EINTR) {
-      close("tunnel upstream write");
-      return false;
+      return close("tunnel upstream write"), false;
     }
   }
   if (in_.empty() && !read_eof_) {
@@ -844,21 +888,9 @@ bool ClientConn::step_tunnel() {
     if (read_eof_ && in_.empty()) ::shutdown(up_->fd.get(), SHUT_WR);
   }
   // upstream -> client (out_ first: the 101 head)
-  if (writable_ && (!out_.empty() || !up_->in.empty())) {
-    ssize_t n = write2(fd_.get(), out_.view(), up_->in.view());
-    if (n > 0) {
-      size_t w = static_cast<size_t>(n);
-      size_t from_out = std::min(w, out_.size());
-      out_.consume(from_out);
-      up_->in.consume(w - from_out);
-      progress = true;
-    } else if (n < 0 && errno == EAGAIN) {
-      writable_ = false;
-    } else if (n < 0 && errno != EINTR) {
-      close("tunnel client write");
-      return false;
-    }
-  }
+  ssize_t w = write_client(up_->in.view(), &progress);
+  if (w < 0) return false;
+  up_->in.consume(static_cast<size_t>(w));
   if (up_->in.empty() && !up_eof_) {
     int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_);
     if (r < 0) return close("tunnel upstream read"), false;
@@ -866,10 +898,7 @@ bool ClientConn::step_tunnel() {
     if (up_eof_ && up_->in.empty() && out_.empty()) ::shutdown(fd_.get(), SHUT_WR);
   }
   if (progress) timer_.arm(l_.idle_timeout_);
-  if (read_eof_ && up_eof_ && in_.empty() && up_->in.empty() && out_.empty()) {
-    close("tunnel done");
-    return false;
-  }
+  if (read_eof_ && up_eof_ && in_.empty() && up_->in.empty() && out_.empty()) return close("tunnel done"), false;
   return progress;
 }
 
@@ -882,35 +911,33 @@ void ClientConn::send_local(int status, bool close_after, std::string_view extra
   }
   release_upstream(false);
   if (close_after) keep_alive_ = false;
-  out_.clear();
-  write_local_response(out_, status, !keep_alive_, method_ == Method::kHead && state_ != State::kHead, extra);
+  // out_ may still hold an interim response: this one follows it.
+  if (!write_local_response(out_, status, !keep_alive_, method_ == Method::kHead, extra)) return close("no buffer");
+  if (l_.metrics_) l_.metrics_->local_response(x_, status, out_.size(), peer_, Clock::now());
   set_state(keep_alive_ ? State::kLocal : State::kClosing);
-  timer_.arm(l_.idle_timeout_);
 }
 
 bool ClientConn::step_flush() {
-  if (!out_.empty()) {
-    if (!writable_) return false;
-    ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
-    if (n > 0) {
-      out_.consume(static_cast<size_t>(n));
-    } else if (n < 0 && errno == EAGAIN) {
-      writable_ = false;
-      return false;
-    } else if (n < 0 && errno != EINTR) {
-      close("write failed");
-      return false;
-    }
-    if (!out_.empty()) return true;
-  }
+  bool progress = false;
+  if (write_client({}, &progress) < 0) return false;
+  if (!out_.empty()) return progress;
   if (state_ == State::kClosing) {
-    // Half-close first so the client reads the whole response before the connection goes.
+    // Half-close: the client reads the whole response, then sees the end.
     ::shutdown(fd_.get(), SHUT_WR);
-    close("done");
-    return false;
+    if (read_eof_) return close("done"), false;
+    set_state(State::kLinger);
+    return true;
   }
   set_state(State::kIdle);
   return true;
+}
+
+bool ClientConn::step_linger() {
+  in_.clear();
+  int r = read_into(fd_.get(), in_, &readable_, &read_eof_);
+  in_.clear();
+  if (r < 0 || read_eof_) return close("done"), false;
+  return r > 0;
 }
 
 void ClientConn::close(const char* why) {
@@ -918,11 +945,16 @@ void ClientConn::close(const char* why) {
   closed_ = true;
   FULCRUM_LOG(kDebug, "http connection %s closed: %s", peer_.to_string().c_str(), why);
   timer_.cancel();
+  resume_.cancel();
   if (server_) {
     server_->end();
     server_ = nullptr;
   }
   release_upstream(false);
+  if (l_.metrics_) {
+    l_.metrics_->end_http(x_, peer_, Clock::now());  // a request cut short: logged as 499
+    l_.metrics_->on_close();
+  }
   fd_.reset();
   in_.release();
   out_.release();
@@ -975,6 +1007,7 @@ void HttpListener::on_io(uint32_t) {
     if (first_) first_->prev_ = conn;
     first_ = conn;
     connections_.fetch_add(1, std::memory_order_relaxed);
+    if (metrics_) metrics_->on_accept();
     conn->start();
   }
 }

@@ -18,28 +18,11 @@
 #include "http/router.h"
 #include "http/upstream_pool.h"
 #include "lb/balancer.h"
+#include "metrics/metrics.h"
 
 namespace fulcrum::http {
 
 constexpr size_t kMaxFields = 100;
-
-// Per-worker counters (STYLE 11: every refusal is observable), summed by whoever reports them.
-// Written by the worker only; read relaxed from elsewhere.
-struct HttpStats {
-  std::atomic<uint64_t> requests{0};       // request heads parsed
-  std::atomic<uint64_t> forwarded{0};      // responses relayed from a backend
-  std::atomic<uint64_t> retries{0};        // attempts on another server (or a fresh connection)
-  std::atomic<uint64_t> upstream_reused{0};  // requests sent on a pooled connection
-  // Responses fulcrum made itself, by status: 400 404 408 413 417 429 431 501 502 503 504 505.
-  static constexpr int kLocalStatuses[] = {400, 404, 408, 413, 417, 429, 431, 501, 502, 503, 504, 505};
-  std::array<std::atomic<uint64_t>, std::size(kLocalStatuses) + 1> local{};  // last: any other
-  void count_local(int status) {
-    size_t i = 0;
-    while (i < std::size(kLocalStatuses) && kLocalStatuses[i] != status) ++i;
-    bump(local[i]);
-  }
-  static void bump(std::atomic<uint64_t>& c) { c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
-};
 
 // What one worker's HTTP listeners share: buffers, the upstream pool, its pickers, and scratch
 // space for parsing (a parse completes within one call, so one array serves every connection).
@@ -55,7 +38,6 @@ struct HttpContext {
   std::vector<std::vector<std::string>> sticky_ids;
   std::array<Header, kMaxFields> fields;
   std::array<Header, kMaxFields> response_fields;
-  HttpStats stats;
 };
 
 class ClientConn;
@@ -69,6 +51,9 @@ class HttpListener final : public IoHandler {
   // Stops accepting; idle keep-alive connections close now, busy ones after their response.
   void stop_accepting();
   size_t connections() const { return connections_.load(std::memory_order_relaxed); }
+  // Counters and access log of this listener on this worker (metrics::WorkerMetrics::add_listener
+  // with a Layout built from the same config); null counts nothing. Set before the first accept.
+  void set_metrics(metrics::ListenerMetrics* m) { metrics_ = m; }
 
  private:
   friend class ClientConn;
@@ -83,6 +68,7 @@ class HttpListener final : public IoHandler {
   uint64_t max_header_bytes_ = 32 * 1024;
   bool stopping_ = false;
   std::atomic<size_t> connections_{0};
+  metrics::ListenerMetrics* metrics_ = nullptr;
   ClientConn* first_ = nullptr;
 };
 

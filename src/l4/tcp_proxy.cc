@@ -62,6 +62,7 @@ class TcpSession final : public Deferred {
   upstream::Server* server_ = nullptr;
   lb::TriedSet tried_;
   TimePoint connect_start_{};
+  TimePoint started_ = Clock::now();  // accepted, for the access log and the duration histogram
   uint32_t attempts_ = 0;
   bool connected_ = false;
   bool closed_ = false;
@@ -122,6 +123,7 @@ void TcpListener::on_io(uint32_t) {
     if (first_) first_->prev_ = s;
     first_ = s;
     sessions_.fetch_add(1, std::memory_order_relaxed);
+    if (metrics_) metrics_->on_accept();
     s->start();
   }
 }
@@ -198,6 +200,7 @@ void TcpSession::connect_failed(const char* why, int err) {
   if (server_) {
     server_->end();
     server_->record_failure();
+    server_->report_outcome(false);  // passive health: errors on live traffic may eject it
     FULCRUM_LOG_LIMITED(kWarn, "listener %s: backend %s server %s (%s): %s: %s (attempt %u)",
                         listener_.spec_.name.c_str(), listener_.backend_.name.c_str(), server_->name().c_str(),
                         server_->address_text().c_str(), why, strerror(err), attempts_);
@@ -212,6 +215,7 @@ void TcpSession::on_connected() {
   connected_ = true;
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - connect_start_).count();
   server_->record_time_us(static_cast<uint32_t>(us > 0xffffffffLL ? 0xffffffffLL : us));
+  server_->report_outcome(true);
   set_nodelay(upstream_.fd.get());
   if (listener_.spec_.proxy_protocol != config::ProxyProtocol::kOff) {
     SocketAddress local = SocketAddress::local_of(client_.fd.get());
@@ -346,6 +350,17 @@ void TcpSession::close(const char* why) {
   FULCRUM_LOG(kDebug, "tcp session %s closed: %s", peer_.to_string().c_str(), why);
   connect_timer_.cancel();
   idle_timer_.cancel();
+  if (auto* m = listener_.metrics_) {
+    // As nginx's stream module logs them: 200 served, 502 no server would connect, 503 none
+    // available, 499 the client left before a server was reached.
+    int status = connected_                                        ? 200
+                 : std::strcmp(why, "no server") == 0                  ? 503
+                 : std::strcmp(why, "all connect attempts failed") == 0 ? 502
+                                                                        : 499;
+    m->end_tcp(peer_, started_, Clock::now(), connected_ && server_ ? static_cast<int>(server_->index()) : -1, status,
+               client_.fd.get());
+    m->on_close();
+  }
   if (server_) {
     server_->end();
     server_ = nullptr;

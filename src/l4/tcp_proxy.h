@@ -12,6 +12,7 @@
 #include "core/fd.h"
 #include "core/pipe_pool.h"
 #include "lb/balancer.h"
+#include "metrics/metrics.h"
 
 namespace fulcrum::l4 {
 
@@ -27,6 +28,9 @@ class TcpListener final : public IoHandler {
   // Stops accepting (graceful stop); sessions go on until they end.
   void stop_accepting();
   size_t sessions() const { return sessions_.load(std::memory_order_relaxed); }
+  // Counters and access log of this listener on this worker; null counts nothing. Set before the
+  // first accept.
+  void set_metrics(metrics::ListenerMetrics* m) { metrics_ = m; }
 
  private:
   friend class TcpSession;
@@ -41,6 +45,7 @@ class TcpListener final : public IoHandler {
   Millis idle_timeout_{0};  // 0 = none
   Timer resume_timer_;      // accept paused after EMFILE/ENFILE
   std::atomic<size_t> sessions_{0};
+  metrics::ListenerMetrics* metrics_ = nullptr;
   TcpSession* first_ = nullptr;  // live sessions, closed when the listener goes
 };
 

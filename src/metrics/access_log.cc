@@ -4,6 +4,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -98,7 +100,13 @@ Result<std::unique_ptr<AccessLog>> AccessLog::open(const config::AccessLog& spec
 
 AccessLog::AccessLog(std::string path, LogFormat format, int fd, bool owns_fd)
     : path_(std::move(path)), format_(format), fd_(fd), owns_fd_(owns_fd) {
+  // The writer takes no signals: the runtime reads them from a signalfd, which works only while
+  // every thread blocks them, and this thread may start before the runtime sets its mask.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
   thread_ = std::thread([this] { run(); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 AccessLog::~AccessLog() {

@@ -24,9 +24,12 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 
 // Request-duration histogram bounds, Prometheus style (le="..."), in microseconds so the hot path
 // compares integers. Sub-millisecond buckets because a proxy on a LAN answers in hundreds of µs;
-// the top bucket (10s) sits below the default response_timeout of 30s, which lands in +Inf.
-inline constexpr std::array<uint64_t, 14> kBucketUs = {500,    1000,   2500,    5000,    10000,   25000,   50000,
-                                                       100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+// denser from 5 to 150 ms, where web backends answer, so that the dashboard's p50/p99 (interpolated
+// inside a bucket) stay within a few ms; the top one (10s) sits below the default
+// response_timeout of 30s, which lands in +Inf.
+inline constexpr std::array<uint64_t, 19> kBucketUs = {
+    500,    1000,   2500,   5000,   7500,    10000,   15000,   25000,   40000,   50000,
+    75000,  100000, 150000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
 inline constexpr size_t kBuckets = kBucketUs.size() + 1;  // the last one is +Inf
 size_t bucket_of(uint64_t us);
 
@@ -87,7 +90,8 @@ struct Layout {
   std::string listener;
   bool tcp = false;
   std::vector<int> backend_base;  // config backend index -> first slot, or -1 (not reachable)
-  int first_backend = -1;         // a tcp listener's one backend
+  std::vector<int> backend_servers;  // config backend index -> its number of servers
+  int first_backend = -1;            // a tcp listener's one backend
   struct Label {
     std::string backend;
     std::string server;
@@ -98,8 +102,8 @@ struct Layout {
   // index in the backend, -1 for none). Out of range (a stale index) falls back to slot 0.
   size_t slot(int b, int s) const {
     if (b < 0 || static_cast<size_t>(b) >= backend_base.size() || backend_base[b] < 0) return 0;
-    size_t i = static_cast<size_t>(backend_base[b]) + (s < 0 ? 0 : static_cast<size_t>(s) + 1);
-    return i < slots.size() ? i : 0;
+    if (s >= backend_servers[b]) return 0;
+    return static_cast<size_t>(backend_base[b]) + (s < 0 ? 0 : static_cast<size_t>(s) + 1);
   }
 };
 

@@ -91,3 +91,108 @@ TEST(HttpNoAllocationTest, KeepAliveRequestsResponsesAndChunkedBodies) {
 
 }  // namespace
 }  // namespace fulcrum::http
+
+// ---- the proxy (src/http/proxy.cc) ------------------------------------------------------------
+// A thousand keep-alive requests of several shapes through a real HttpListener on loopback, one
+// pipelined batch in five: routed (prefix, regex, host, methods, headers, query), balanced by each
+// algorithm, forwarded on pooled upstream connections and answered. After a warm-up (buffers and
+// pooled connections made, balancers built) the proxy must allocate nothing.
+
+#include "http/proxy_harness.h"
+
+namespace fulcrum::http {
+namespace {
+
+constexpr std::string_view kProxyRequests[] = {
+    "GET /api/items?id=7 HTTP/1.1\r\nHost: shop.example\r\nX-User: u1\r\nCookie: S=x; theme=dark\r\n"
+    "User-Agent: t/1\r\n\r\n",
+    "POST /api/items HTTP/1.1\r\nHost: shop.example\r\nX-User: u2\r\nContent-Length: 5\r\n"
+    "Expect: 100-continue\r\n\r\nhello",
+    "PUT /upload?id=8 HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\n"
+    "X-Forwarded-For: 203.0.113.9\r\nVia: 1.1 edge\r\n\r\n5;x=1\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n",
+    "GET /chunked/page.png HTTP/1.1\r\nHost: img.example:8080\r\nConnection: keep-alive, X-Trace\r\n"
+    "X-Trace: 1\r\nKeep-Alive: timeout=5\r\n\r\n",
+};
+
+struct ProxyCase {
+  const char* name;
+  const char* backend;  // YAML lines of the backend after its name
+};
+
+const ProxyCase kProxyCases[] = {
+    {"round_robin", "balance: round_robin"},
+    {"least_conn", "balance: least_conn"},
+    {"least_time", "balance: least_time"},
+    {"random", "balance: random"},
+    {"ip_hash", "balance: ip_hash"},
+    {"hash_header", "balance: hash\n    hash_key: header:X-User"},
+    {"hash_path", "balance: hash\n    hash_key: path"},
+    {"sticky", "balance: round_robin\n    sticky: { cookie: S }"},
+};
+
+std::string proxy_config(const ProxyCase& c) {
+  return std::string(R"(workers: 1
+listeners:
+  - name: web
+    bind: 127.0.0.1:1
+    protocol: http
+    routes:
+      - match: { host: img.example, path_regex: '\.(png|jpg)$' }
+        backend: app
+      - match: { path_prefix: /api/, methods: [GET, POST], headers: { X-User: u1 } }
+        backend: app
+      - match: { query: { id: "8" } }
+        backend: app
+      - backend: app
+backends:
+  - name: app
+    )") + c.backend + R"(
+    servers:
+      - { name: a, address: 127.0.0.1:{PORT0} }
+      - { name: b, address: 127.0.0.1:{PORT1} }
+)";
+}
+
+class ProxyNoAllocationTest : public ::testing::TestWithParam<ProxyCase> {};
+
+TEST_P(ProxyNoAllocationTest, ThousandKeepAliveRequestsThroughHttpListener) {
+  if (!kCounting) GTEST_SKIP() << "allocation counting is off under ASan";
+  testing::TinyBackend a, b;
+  testing::ProxyUnderTest proxy(proxy_config(GetParam()), {&a, &b});
+  ASSERT_TRUE(proxy.error.empty()) << proxy.error;
+  testing::TinyClient client(proxy.port);
+  std::string batch;
+  for (auto r : kProxyRequests) batch += r;
+
+  size_t sent = 0, ok = 0;
+  auto round = [&](size_t i) {
+    if (i % 5 == 4) {  // four requests in one write, answered in order
+      if (!client.send(batch)) return false;
+      sent += 4;
+    } else {
+      if (!client.send(kProxyRequests[i % 4])) return false;
+      sent += 1;
+    }
+    return proxy.run_until([&] {
+      while (ok < sent && client.response_done()) ok += client.status() == 200 ? 1 : 1000000;
+      return ok >= sent || client.closed();
+    }) && ok == sent;
+  };
+  long start = g_allocations.load();
+  for (size_t i = 0; i < 100; ++i) ASSERT_TRUE(round(i)) << "warm-up round " << i;
+  long before = g_allocations.load();
+  EXPECT_GT(before - start, 0) << "the counter sees the warm-up (connections, buffers)";
+  for (size_t i = 0; i < 1000; ++i) ASSERT_TRUE(round(i)) << "round " << i;
+  long allocations = g_allocations.load() - before;
+  EXPECT_EQ(allocations, 0) << "allocations over " << (sent - 160) << " requests";
+  EXPECT_EQ(a.requests() + b.requests(), sent);
+  EXPECT_GE(sent - 160, 1000u);
+  // One upstream connection per server, reused for everything (the first request to each opens it).
+  EXPECT_LE(a.connections() + b.connections(), 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Balancers, ProxyNoAllocationTest, ::testing::ValuesIn(kProxyCases),
+                         [](const ::testing::TestParamInfo<ProxyCase>& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace fulcrum::http

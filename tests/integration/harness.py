@@ -201,7 +201,7 @@ class Backend(_Child):
     """tests/support/backend.py on 127.0.0.1; port 0 lets it pick (and report) a free port."""
 
     def __init__(self, mode, name="b", port=0, proxy_protocol=False, trailer=None, host="127.0.0.1",
-                 log_dir=None, ready_timeout=10):
+                 log_dir=None, ready_timeout=10, extra_args=()):
         self.mode, self.name, self.host = mode, name, host
         self.label = "backend %s (%s)" % (name, mode)
         cmd = [PYTHON, str(BACKEND_PY), "--mode", mode, "--name", name, "--port", str(port),
@@ -210,6 +210,7 @@ class Backend(_Child):
             cmd.append("--proxy-protocol")
         if trailer:
             cmd += ["--trailer", trailer]
+        cmd += [str(a) for a in extra_args]  # more backend.py options (--delay-ms 5, ...)
         self.stderr_path = Path(log_dir) / ("backend-%s-%d.log" % (name, time.monotonic_ns())) \
             if log_dir else None
         err = open(self.stderr_path, "wb") if self.stderr_path else subprocess.DEVNULL

@@ -18,6 +18,21 @@ port, which avoids the race of probing for one first). Modes:
           GET /headers          200, the request head as JSON (method, target, headers in order)
           *   /echo             200, the request body
           GET /proxyinfo        200, the PROXY protocol header of this connection as JSON
+          *   /sha256           200 {"sha256": HEX, "bytes": N} of the request body, hashed as it
+                                streams in (CL or chunked; nothing is buffered: 1 GiB uploads)
+          GET /big?bytes=N&chunked=1   as /big, chunked (64 KiB chunks)
+          GET /until-close?bytes=N     200 without Content-Length, the body ends when we close
+          GET /early-hints      103 Early Hints, then 200 "NAME\n"
+          GET /ws               with "Upgrade: websocket": 101, then echoes raw bytes until EOF
+          POST /login           200, Set-Cookie: sid=NEW; the session is kept in this process
+          GET /profile          200 "NAME\n" if the sid cookie names a session of this process,
+                                else 401 (a session lives on the server that created it)
+        Any target with the query parameter close=1 is answered with "Connection: close" (and
+        the connection closed after it).
+        Options for http mode: --delay-ms N delays every response; --misbehave garbage|close|reset
+        reads each request and then answers garbage, closes, or resets (RST) instead;
+        --request-log FILE appends "conn ID PEER_PORT" per connection and "req ID METHOD TARGET"
+        per request read whole (its body included), so tests can count what reached a server.
 
 With --proxy-protocol every connection may start with a PROXY protocol header, v1 (text line) or
 v2 (binary); it is consumed, never echoed, and kept for /proxyinfo. A connection without one gets
@@ -25,7 +40,9 @@ v2 (binary); it is consumed, never echoed, and kept for /proxyinfo. A connection
 accept-proxy does).
 """
 import argparse
+import hashlib
 import json
+import os
 import socket
 import struct
 import sys
@@ -164,6 +181,8 @@ class Server:
         self.active = 0
         self.total = 0
         self.big_block = bytes(range(256)) * 256  # 64 KiB pattern for /big
+        self.sessions = set()
+        self.log = open(args.request_log, "a", buffering=1) if args.request_log else None
 
     def serve(self):
         ls = socket.socket(socket.AF_INET6 if ":" in self.args.host else socket.AF_INET)
@@ -179,9 +198,12 @@ class Server:
         with self.lock:
             self.active += 1
             self.total += 1
+            conn_id = self.total
+        self.log_line("conn %d %d" % (conn_id, peer[1]))
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             reader = Reader(conn)
+            reader.conn_id = conn_id
             if self.args.mode == "name":
                 conn.sendall(("%s\n" % self.name).encode())
             proxy = {"version": None}
@@ -199,6 +221,11 @@ class Server:
                 conn.close()
             except OSError:
                 pass
+
+    def log_line(self, line):
+        if self.log:
+            with self.lock:
+                self.log.write(line + "\n")
 
     def mode_name(self, conn, reader, proxy, peer):
         while reader.take():
@@ -238,13 +265,97 @@ class Server:
             lower = {}
             for k, v in headers:
                 lower.setdefault(k.lower(), v)
-            body = self.read_body(reader, lower)
+            path = target.split("?", 1)[0]
+            digest = None
+            if path == "/sha256":
+                digest = self.hash_body(reader, lower)
+                body = b""
+            else:
+                body = self.read_body(reader, lower)
+            self.log_line("req %d %s %s" % (reader.conn_id, method, target))
+            if self.args.misbehave:
+                self.misbehave(conn)
+                return
+            if self.args.delay_ms:
+                time.sleep(self.args.delay_ms / 1000.0)
             conn_hdr = lower.get("connection", "").lower()
             close = "close" in conn_hdr or (version == "HTTP/1.0" and "keep-alive" not in conn_hdr)
-            self.route(conn, method, target, headers, body, proxy, close)
+            if "close=1" in target.partition("?")[2].split("&"):
+                close = True  # any target with close=1: answer with Connection: close, then close
+            if digest is not None:
+                self.respond(conn, 200, json.dumps({"sha256": digest[0], "bytes": digest[1]}).encode(),
+                             close, method == "HEAD", "application/json")
+            elif path == "/ws" and lower.get("upgrade", "").lower() == "websocket":
+                self.upgrade_echo(conn, reader)
+                return
+            elif path == "/until-close":
+                self.until_close(conn, target)
+                return
+            else:
+                self.route(conn, method, target, headers, body, proxy, close)
             if close:
                 conn.shutdown(socket.SHUT_WR)
                 return
+
+    def hash_body(self, reader, lower):
+        """(sha256 hex, length) of the body, streamed through the hash without keeping it."""
+        h = hashlib.sha256()
+        total = 0
+
+        def take(n):
+            nonlocal total
+            while n > 0:
+                if not reader.buf and not reader.fill():
+                    raise ProtocolError("EOF in body")
+                piece = bytes(reader.buf[:n])
+                del reader.buf[:len(piece)]
+                h.update(piece)
+                total += len(piece)
+                n -= len(piece)
+
+        if "chunked" in lower.get("transfer-encoding", "").lower():
+            while True:
+                size_line = reader.line()
+                if size_line is None:
+                    raise ProtocolError("EOF in chunked body")
+                size = int(size_line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while reader.line() not in (b"\r\n", b"\n", None):
+                        pass
+                    break
+                take(size)
+                reader.exact(2)
+        else:
+            take(int(lower.get("content-length", "0") or 0))
+        return h.hexdigest(), total
+
+    def misbehave(self, conn):
+        how = self.args.misbehave
+        if how == "garbage":
+            conn.sendall(b"this is not HTTP\r\n\r\n")
+        elif how == "reset":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # "close": nothing; handle() closes the connection
+
+    def upgrade_echo(self, conn, reader):
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"X-Backend: " + self.name.encode() + b"\r\n\r\n")
+        while True:
+            data = reader.take()
+            if not data:
+                break
+            conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+
+    def until_close(self, conn, target):
+        n = int(dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(target).query)).get("bytes", "1000"))
+        conn.sendall(("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nX-Backend: %s\r\n"
+                      "Connection: close\r\n\r\n" % self.name).encode())
+        while n > 0:
+            chunk = self.big_block[: min(n, len(self.big_block))]
+            conn.sendall(chunk)
+            n -= len(chunk)
+        conn.shutdown(socket.SHUT_WR)
 
     def read_body(self, reader, lower):
         if "chunked" in lower.get("transfer-encoding", "").lower():
@@ -274,6 +385,18 @@ class Server:
         elif path == "/delay":
             time.sleep(int(query.get("ms", "0")) / 1000.0)
             self.respond(conn, 200, name_body, close, head_only)
+        elif path == "/big" and query.get("chunked") == "1":
+            n = int(query.get("bytes", str(1024 * 1024)))
+            conn.sendall(("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nX-Backend: %s\r\n"
+                          "Transfer-Encoding: chunked\r\n%s\r\n"
+                          % (self.name, "Connection: close\r\n" if close else "")).encode())
+            if head_only:
+                return
+            while n > 0:
+                chunk = self.big_block[: min(n, len(self.big_block))]
+                conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                n -= len(chunk)
+            conn.sendall(b"0\r\n\r\n")
         elif path == "/big":
             n = int(query.get("bytes", str(1024 * 1024)))
             self.respond_head(conn, 200, n, close, "application/octet-stream")
@@ -292,23 +415,42 @@ class Server:
             self.respond(conn, 200, body, close, head_only, "application/octet-stream")
         elif path == "/proxyinfo":
             self.respond(conn, 200, json.dumps(proxy).encode(), close, head_only, "application/json")
+        elif path == "/early-hints":
+            conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+            self.respond(conn, 200, name_body, close, head_only)
+        elif path == "/login" and method == "POST":
+            sid = os.urandom(8).hex()
+            with self.lock:
+                self.sessions.add(sid)
+            self.respond(conn, 200, name_body, close, head_only, extra="Set-Cookie: sid=%s; Path=/\r\n" % sid)
+        elif path == "/profile":
+            sid = None
+            for k, v in headers:
+                if k.lower() == "cookie":
+                    for pair in v.split(";"):
+                        name, _, value = pair.strip().partition("=")
+                        if name == "sid":
+                            sid = value
+            with self.lock:
+                known = sid in self.sessions
+            self.respond(conn, 200 if known else 401, name_body, close, head_only)
         elif path == "/":
             self.respond(conn, 200, name_body, close, head_only)
         else:
             self.respond(conn, 404, b"not found\n", close, head_only)
 
     REASONS = {200: "OK", 204: "No Content", 304: "Not Modified", 400: "Bad Request",
-               404: "Not Found", 500: "Internal Server Error", 502: "Bad Gateway",
+               401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error", 502: "Bad Gateway",
                503: "Service Unavailable"}
 
-    def respond_head(self, conn, status, length, close, ctype="text/plain"):
-        head = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nX-Backend: %s\r\n%s\r\n"
+    def respond_head(self, conn, status, length, close, ctype="text/plain", extra=""):
+        head = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nX-Backend: %s\r\n%s%s\r\n"
                 % (status, self.REASONS.get(status, "Status"), ctype, length, self.name,
-                   "Connection: close\r\n" if close else ""))
+                   "Connection: close\r\n" if close else "", extra))
         conn.sendall(head.encode("latin-1"))
 
-    def respond(self, conn, status, body, close, head_only=False, ctype="text/plain"):
-        self.respond_head(conn, status, len(body), close, ctype)
+    def respond(self, conn, status, body, close, head_only=False, ctype="text/plain", extra=""):
+        self.respond_head(conn, status, len(body), close, ctype, extra)
         if body and not head_only:
             conn.sendall(body)
 
@@ -320,6 +462,10 @@ def main():
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--name", default="backend")
     p.add_argument("--trailer", default="", help="echo mode: sent after the client's EOF")
+    p.add_argument("--delay-ms", type=int, default=0, help="http mode: delay every response")
+    p.add_argument("--misbehave", choices=["garbage", "close", "reset"],
+                   help="http mode: read each request, then answer garbage, close or reset")
+    p.add_argument("--request-log", default="", help="append connections and requests to this file")
     p.add_argument("--proxy-protocol", action="store_true",
                    help="accept a PROXY protocol v1/v2 header at the start of each connection")
     args = p.parse_args()

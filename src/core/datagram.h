@@ -1,0 +1,30 @@
+// Datagram helpers shared by the UDP listeners (dns, udp): replies from a socket bound to a
+// wildcard address must leave from the address the request came to, or the client drops them, so
+// such sockets ask for each datagram's destination (IP_PKTINFO) and hand it back on the reply.
+// Plain functions on descriptors and message headers; any thread, each on its own sockets.
+#pragma once
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstddef>
+
+#include "core/address.h"
+#include "core/result.h"
+
+namespace fulcrum {
+
+// Room for one IPv4 or IPv6 packet-info control message (in6_pktinfo is the larger).
+inline constexpr size_t kPktinfoControl = CMSG_SPACE(sizeof(in6_pktinfo));
+
+// 0.0.0.0 or ::, where the kernel may pick the source of a reply from any local address.
+bool is_wildcard(const SocketAddress& addr);
+
+// Asks the kernel to report each datagram's destination address (IP_PKTINFO / IPV6_RECVPKTINFO).
+Result<void> enable_pktinfo(int fd, int family);
+
+// Turns the packet-info control data received with a request, in place, into the control data
+// for its reply: source = the address the request was sent to. Returns the length to pass as
+// msg_controllen, 0 when the data holds no packet info.
+size_t pktinfo_for_reply(unsigned char* control, size_t len);
+
+}  // namespace fulcrum
