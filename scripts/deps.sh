@@ -10,6 +10,8 @@ pkgs=(
   # integration tests and benchmarks: real servers and clients
   curl nginx-light haproxy wrk nghttp2-client dnsutils redis-server keepalived iproute2
   openssl python3 python3-pytest procps iputils-ping netcat-openbsd
+  # the admin dashboard's browser test: Debian's Chromium, driven by playwright-core from npm
+  chromium nodejs
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -21,6 +23,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# playwright-core (pinned in tests/dashboard/package.json) drives /usr/bin/chromium; it downloads
+# no browser of its own. Installed once, into the repo's tests/dashboard/node_modules.
+here="$(cd "$(dirname "$0")/.." && pwd)"
+if [ ! -d "$here/tests/dashboard/node_modules/playwright-core" ] && command -v npm >/dev/null; then
+  echo "deps: npm install --prefix tests/dashboard"
+  npm install --prefix "$here/tests/dashboard" --no-audit --no-fund --loglevel=error >/dev/null
 fi
 # Debian starts the services it installs; tests start their own instances on free ports.
 for s in nginx haproxy redis-server keepalived; do

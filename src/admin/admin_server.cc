@@ -20,11 +20,12 @@
 #include "http/simple_server.h"
 #include "metrics/access_log.h"
 #include "metrics/metrics.h"
+#include "upstream/agent_report.h"
 #include "upstream/server.h"
 
 namespace fulcrum::admin {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;  // keys in the order written: name first, as people read
 using http::SimpleRequest;
 using http::SimpleResponse;
 
@@ -363,9 +364,22 @@ class AdminServer::Impl {
     } else {
       j["last_check"] = nullptr;
     }
-    // Issue 11 (server-reported load): filled once agent checks report; the weight in use now.
-    j["reported_load"] = nullptr;
-    j["effective_weight"] = s.weight();
+    // Issue 11: what the server's agent reports, and the weight balancers use after it and
+    // slow start (config units, fractional: 2.7 is weight 3 at 90%).
+    upstream::ReportedLoad load = s.reported_load();
+    if (load.valid || !load.last_error.empty()) {
+      auto ppm = [](const std::optional<uint32_t>& v) { return v ? json(round3(*v / 1e6)) : json(nullptr); };
+      j["reported_load"] = {{"state", upstream::agent_state_name(load.state)},
+                            {"cpu", ppm(load.cpu_ppm)},
+                            {"mem", ppm(load.mem_ppm)},
+                            {"percent", load.percent},
+                            {"load_factor", round3(load.load_permille / 1000.0)},
+                            {"at", load.valid ? json(iso8601(load.at)) : json(nullptr)},
+                            {"error", load.last_error.empty() ? json(nullptr) : json(load.last_error)}};
+    } else {
+      j["reported_load"] = nullptr;
+    }
+    j["effective_weight"] = round3(s.effective_weight());
     auto r = history_.server(b.name(), s.name());
     j["rps"] = round3(r.rps);
     j["p50_ms"] = r.has_latency ? json(round3(r.p50_ms)) : json(nullptr);

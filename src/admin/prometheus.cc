@@ -182,8 +182,30 @@ std::string render_prometheus(const metrics::Snapshot& snap,
       w.begin("fulcrum_server_state").label("backend", r.b->name()).label("server", r.s->name())
           .label("state", upstream::state_name(st)).value(uint64_t{st == now ? 1u : 0u});
   }
-  w.family("fulcrum_server_weight", "gauge", "The weight balancers use now (after slow start and agent reports).");
-  each("fulcrum_server_weight", [&](const Row& r) { w.value(uint64_t{r.s->weight()}); });
+  w.family("fulcrum_server_weight", "gauge",
+           "The weight balancers use now, in config units (after slow start and agent reports).");
+  each("fulcrum_server_weight", [&](const Row& r) { w.value(r.s->effective_weight()); });
+  w.family("fulcrum_server_configured_weight", "gauge", "The weight set in the config or by the admin API.");
+  each("fulcrum_server_configured_weight", [&](const Row& r) { w.value(uint64_t{r.s->base_weight()}); });
+  w.family("fulcrum_server_reported_load", "gauge",
+           "CPU and memory use the server's agent reported last (0-1), by resource.");
+  for (auto& r : rows) {
+    upstream::ReportedLoad load = r.s->reported_load();
+    if (!load.valid) continue;
+    if (load.cpu_ppm)
+      w.begin("fulcrum_server_reported_load").label("backend", r.b->name()).label("server", r.s->name())
+          .label("resource", "cpu").value(*load.cpu_ppm / 1e6);
+    if (load.mem_ppm)
+      w.begin("fulcrum_server_reported_load").label("backend", r.b->name()).label("server", r.s->name())
+          .label("resource", "mem").value(*load.mem_ppm / 1e6);
+  }
+  w.family("fulcrum_agent_checks_total", "counter", "Agent probes (health.agent) by result: ok, malformed, failed.");
+  for (auto& r : rows) {
+    if (!r.b->spec().health.agent) continue;
+    for (auto res : {upstream::AgentResult::kOk, upstream::AgentResult::kMalformed, upstream::AgentResult::kFailed})
+      w.begin("fulcrum_agent_checks_total").label("backend", r.b->name()).label("server", r.s->name())
+          .label("result", upstream::agent_result_name(res)).value(r.s->agent_results(res));
+  }
   w.family("fulcrum_server_active_requests", "gauge", "Requests (http) or connections (tcp) in flight to the server.");
   each("fulcrum_server_active_requests", [&](const Row& r) { w.value(static_cast<double>(r.s->active())); });
   w.family("fulcrum_server_attempts_total", "counter", "Requests or connections sent to the server, retries included.");

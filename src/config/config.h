@@ -199,6 +199,8 @@ struct Server {
   std::string address_text;  // as written, for the API
   uint32_t weight = 1;       // 0-256; 0 = takes no new traffic
   bool backup = false;
+  uint16_t agent_port = 0;  // 0: health.agent.port
+  Mark agent_port_mark;
   Mark mark;
 };
 

@@ -792,6 +792,11 @@ class Parser {
     }
     if (b.servers.empty())
       fail(servers.mark(), "backend " + in_quotes(b.name) + " needs at least one server");
+    for (const Server& s : b.servers)
+      if (s.agent_port != 0 && !b.health.agent)
+        fail(s.agent_port_mark, "server " + in_quotes(s.name) +
+                                    " has an agent_port, but backend " + in_quotes(b.name) +
+                                    " has no health.agent to use it");
     // Spares only stand in for primaries that are down; with no primary none would ever serve.
     if (std::all_of(b.servers.begin(), b.servers.end(), [](const Server& s) { return s.backup; }))
       fail(servers.mark(),
@@ -886,7 +891,7 @@ class Parser {
   }
 
   static Server server(const Field& f, Mark* name_mark) {
-    Map m(f, "server", {"name", "address", "weight", "backup"});
+    Map m(f, "server", {"name", "address", "weight", "backup", "agent_port"});
     Server s;
     s.mark = m.mark();
     const Field& n = m.need("name");
@@ -905,6 +910,12 @@ class Parser {
     // traffic (the server stays in the backend and can be raised from the admin API).
     if (const Field* w = m.get("weight")) s.weight = num32(*w, 0, 256);
     if (const Field* b = m.get("backup")) s.backup = boolean(*b);
+    // HAProxy's `agent-port` on a server line: servers that share an address (one host, several
+    // processes) each run their agent on a port of their own. Checked against health.agent below.
+    if (const Field* ap = m.get("agent_port")) {
+      s.agent_port = static_cast<uint16_t>(num(*ap, 1, 65535));
+      s.agent_port_mark = ap->key_mark;
+    }
     return s;
   }
 

@@ -19,6 +19,13 @@ Result<void> enable_pktinfo(int fd, int family) {
   return {};
 }
 
+void grow_socket_buffers(int fd, int bytes) {
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof(bytes)) != 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof(bytes)) != 0)
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
+}
+
 size_t pktinfo_for_reply(unsigned char* control, size_t len) {
   if (len == 0) return 0;
   msghdr m{};

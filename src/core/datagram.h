@@ -22,6 +22,12 @@ bool is_wildcard(const SocketAddress& addr);
 // Asks the kernel to report each datagram's destination address (IP_PKTINFO / IPV6_RECVPKTINFO).
 Result<void> enable_pktinfo(int fd, int family);
 
+// Asks for `bytes` of receive and send buffer (the kernel doubles it for its bookkeeping). A busy
+// UDP socket's default (~200 KiB, a few hundred small datagrams) overflows whenever its worker is
+// descheduled for a moment, and every datagram that overflows is a query lost; NSD asks for 1 MiB
+// as well. Forced past net.core.rmem_max where the process may (CAP_NET_ADMIN), else capped by it.
+void grow_socket_buffers(int fd, int bytes);
+
 // Turns the packet-info control data received with a request, in place, into the control data
 // for its reply: source = the address the request was sent to. Returns the length to pass as
 // msg_controllen, 0 when the data holds no packet info.

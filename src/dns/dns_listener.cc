@@ -12,6 +12,7 @@
 namespace fulcrum::dns {
 
 namespace {
+constexpr int kSocketBuffer = 1 << 20;
 // Reads per wake-up of the UDP socket (level-triggered): 8 batches of 32, then the loop serves
 // the other descriptors and timers before coming back.
 constexpr int kRoundsPerWake = 8;
@@ -187,6 +188,7 @@ DnsListener::DnsListener(EventLoop& loop, const config::Listener& spec, std::spa
       control_(kBatch),
       tcp_out_(new uint8_t[kTcpOutBuffer]) {
   acceptor_.listener = this;
+  grow_socket_buffers(udp_.get(), kSocketBuffer);
   if (is_wildcard(spec_.bind)) {
     if (auto r = enable_pktinfo(udp_.get(), spec_.bind.family()); r) pktinfo_ = true;
     else FULCRUM_LOG(kWarn, "dns listener %s: %s: replies may leave from another address", spec_.name.c_str(),

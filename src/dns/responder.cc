@@ -1,11 +1,12 @@
 #include "dns/responder.h"
 
-#include <ldns/ldns.h>
-
 #include <algorithm>
 #include <cstring>
 
 #include "core/log.h"
+
+// Last: ldns's headers (its C `bool`) break clang's reading of libstdc++'s when they come first.
+#include <ldns/ldns.h>
 
 namespace fulcrum::dns {
 
@@ -141,13 +142,15 @@ void Responder::rebuild(Zone& z) {
     Family& f = family == AF_INET6 ? z.v6 : z.v4;
     if (family != AF_INET && family != AF_INET6) continue;
     encode(f, *s, z.ttl);
-    f.weights.push_back(fail_open ? std::max<uint32_t>(s->configured_weight(), 1) : s->weight());
+    f.weights.push_back(fail_open ? std::max<uint32_t>(s->configured_weight(), 1) : s->scaled_weight());
   }
   for (Family* f : {&z.v4, &z.v6}) {
     f->count = f->weights.size();
     size_t bytes = f->wire.size();
     f->wire.resize(bytes * 2);
-    std::memcpy(f->wire.data() + bytes, f->wire.data(), bytes);
+    // Not with 0 bytes: an empty vector's data() may be null, and memcpy(null, ...) is undefined
+    // even for nothing (found by fuzz/dns_fuzz.cc: a backend without IPv6 servers).
+    if (bytes) std::memcpy(f->wire.data() + bytes, f->wire.data(), bytes);
     f->rotation.reset(f->weights, seed_);
   }
 }
@@ -215,7 +218,8 @@ size_t Responder::respond(std::span<const uint8_t> packet, Transport transport, 
   size_t n6 = want6 ? records(*z, z->v6) : 0;
 
   size_t limit = out.size();
-  if (transport == Transport::kUdp) limit = std::min<size_t>(limit, q.edns ? q.udp_size : kMinUdpPayload);
+  if (transport == Transport::kUdp)
+    limit = std::min<size_t>({limit, q.edns ? q.udp_size : kMinUdpPayload, kMaxUdpPayload});
   else limit = std::min(limit, kMaxTcpMessage);
   size_t head = q.question_end + (r.opt ? kOptSize : 0);
   if (head + n4 * z->v4.rr_size + n6 * z->v6.rr_size > limit) {

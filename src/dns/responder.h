@@ -71,7 +71,7 @@ class Responder {
 
   // Writes the reply to `packet` into `out` and returns its length; 0 means send nothing (the
   // packet was malformed or a response, and is counted). Over UDP the reply fits the client's
-  // size (512 without EDNS, else its OPT size, capped at out.size()) or is cut to the question
+  // size (512 without EDNS, else its OPT size, capped at kMaxUdpPayload) or is cut to the question
   // with TC set; over TCP it fits out.size() (at most kMaxTcpMessage). out must hold at least
   // kMinUdpPayload bytes.
   size_t respond(std::span<const uint8_t> packet, Transport transport, std::span<uint8_t> out);

@@ -1,5 +1,7 @@
 #include "dns/rotation.h"
 
+#include <numeric>
+
 namespace fulcrum::dns {
 
 void Rotation::reset(std::span<const uint32_t> weights, uint64_t skip) {
@@ -7,15 +9,19 @@ void Rotation::reset(std::span<const uint32_t> weights, uint64_t skip) {
   total_ = 0;
   equal_ = true;
   counter_ = 0;
+  // Effective weights come in units of 1/1000 of a configured weight (upstream/weight.h): divided
+  // by their gcd, weights 5000 and 2000 rotate as 5 and 2, in cycles of 7 turns rather than 7000.
+  uint64_t g = 0;
+  for (uint32_t w : weights) g = std::gcd(g, uint64_t{w == 0 ? 1 : w});
   for (uint32_t w : weights) {
-    int64_t v = w == 0 ? 1 : w;
+    int64_t v = static_cast<int64_t>((w == 0 ? 1 : w) / g);
     if (!entries_.empty() && entries_.front().weight != v) equal_ = false;
     entries_.push_back({v, 0});
     total_ += v;
   }
   if (entries_.empty()) return;
-  // One full cycle is `total_` turns (at most 256 per entry); skipping within it is enough.
-  skip %= static_cast<uint64_t>(equal_ ? static_cast<int64_t>(entries_.size()) : total_);
+  // A few turns are enough to put workers out of step; a whole cycle may be long.
+  skip %= entries_.size();
   for (uint64_t i = 0; i < skip; ++i) next();
 }
 

@@ -13,7 +13,8 @@ namespace fulcrum::dns {
 class Rotation {
  public:
   // Weights of 0 are taken as 1: a record is only here because its server is to be answered.
-  // `skip` turns taken first, so workers do not start in lock-step.
+  // `skip` (modulo the number of entries) turns are taken first, so workers do not start in
+  // lock-step.
   void reset(std::span<const uint32_t> weights, uint64_t skip);
   // The index of the next leading entry; 0 when there are none.
   size_t next();

@@ -1,7 +1,7 @@
 // The scheduler behind every check kind: when each server is checked (spread and jittered), the
-// timeout, the rise/fall state machine, logs and counters; and the timers of passive ejection and
-// slow start. Everything here runs on the service's own thread, except on_ejected (a worker) and
-// start/stop (the owner).
+// timeout, the rise/fall state machine, logs and counters; the agent probes of server-reported
+// load, on a schedule of their own; and the timers of passive ejection and slow start. Everything
+// here runs on the service's own thread, except on_ejected (a worker) and start/stop (the owner).
 #include "health/health_service.h"
 
 #include <algorithm>
@@ -14,6 +14,8 @@
 
 #include "config/config.h"
 #include "core/log.h"
+#include "health/agent_reply.h"
+#include "health/kinds.h"
 #include "health/rise_fall.h"
 #include "upstream/server.h"
 
@@ -51,11 +53,15 @@ void log_transition(LogLevel level, const char* fmt, ...) {
 
 struct Slot;
 
+// The two periodic probes of a server: the active check (`health.check`) and the agent
+// (`health.agent`). Each has its own interval, timeout and timers, so neither delays the other.
+enum class Track : uint8_t { kCheck, kAgent };
+
 // What a server's timers call; the service implements it.
 class SlotEvents {
  public:
-  virtual void start_check(Slot& s) = 0;
-  virtual void timed_out(Slot& s) = 0;
+  virtual void start_probe(Slot& s, Track t) = 0;
+  virtual void timed_out(Slot& s, Track t) = 0;
   virtual void eject_over(Slot& s) = 0;
   virtual void ramp_step(Slot& s) = 0;
 
@@ -67,6 +73,23 @@ struct BackendCtx {
   upstream::Backend* backend;
   const config::Health* cfg;
   std::unique_ptr<Check> check;  // null: no active checks
+  std::unique_ptr<Check> agent;  // null: no health.agent
+  Millis agent_timeout{0};
+};
+
+// One periodic probe of one server and its schedule.
+struct Cycle {
+  Cycle(EventLoop& loop, SlotEvents& ev, Slot& slot, Track track)
+      : next(loop, [&ev, &slot, track] { ev.start_probe(slot, track); }),
+        deadline(loop, [&ev, &slot, track] { ev.timed_out(slot, track); }) {}
+  Timer next;      // the next probe
+  Timer deadline;  // the timeout of the probe in flight
+  std::unique_ptr<Probe> probe;
+  bool in_flight = false;
+  uint64_t serial = 0;  // of the probe in flight: a late done from an older one is ignored
+  uint64_t started_count = 0;
+  TimePoint started{};
+  TimePoint next_due{};
 };
 
 struct Slot {
@@ -74,23 +97,18 @@ struct Slot {
       : ctx(b),
         server(s),
         rise_fall(b.cfg->rise, b.cfg->fall),
-        next(loop, [&ev, this] { ev.start_check(*this); }),
-        deadline(loop, [&ev, this] { ev.timed_out(*this); }),
+        check(loop, ev, *this, Track::kCheck),
+        agent(loop, ev, *this, Track::kAgent),
         eject(loop, [&ev, this] { ev.eject_over(*this); }),
         ramp(loop, [&ev, this] { ev.ramp_step(*this); }) {}
+  Cycle& cycle(Track t) { return t == Track::kCheck ? check : agent; }
   BackendCtx& ctx;
   upstream::Server& server;
   RiseFall rise_fall;
-  Timer next;      // the next check
-  Timer deadline;  // the timeout of the check in flight
-  Timer eject;     // the end of a passive ejection
-  Timer ramp;      // the next slow-start step
-  std::unique_ptr<Probe> probe;
-  bool in_flight = false;
-  uint64_t serial = 0;  // of the check in flight: a late done from an older one is ignored
-  uint64_t started_checks = 0;
-  TimePoint started{};
-  TimePoint next_due{};
+  Cycle check;
+  Cycle agent;
+  Timer eject;  // the end of a passive ejection
+  Timer ramp;   // the next slow-start step
   TimePoint ramp_start{};
 };
 
@@ -114,7 +132,13 @@ class HealthService::Impl final : public upstream::EjectionListener, public Slot
                     ctx->cfg->check.c_str());
         for (auto& s : b->servers()) s->set_health(Health::kUp);
       }
-      if (ctx->check || ctx->cfg->passive || ctx->cfg->slow_start.count() > 0) has_work_ = true;
+      if (ctx->cfg->agent) {
+        ctx->agent = make_agent_check(*b, loop_);
+        // A reply is one short line: waiting past the next probe (or the check timeout) for it
+        // would only let probes overlap.
+        ctx->agent_timeout = std::min(ctx->cfg->agent->interval, ctx->cfg->timeout);
+      }
+      if (ctx->check || ctx->agent || ctx->cfg->passive || ctx->cfg->slow_start.count() > 0) has_work_ = true;
       for (auto& s : b->servers()) {
         auto slot = std::make_unique<Slot>(loop_, *this, *ctx, *s);
         by_server_[s.get()] = slot.get();
@@ -136,9 +160,11 @@ class HealthService::Impl final : public upstream::EjectionListener, public Slot
     if (!has_work_ || thread_.joinable()) return;
     loop_.refresh_now();
     for (auto& slot : slots_) {
-      if (!slot->ctx.check) continue;
-      Millis window = std::min<Millis>(kFirstSpread, slot->ctx.cfg->interval);
-      slot->next.arm(Millis(std::uniform_int_distribution<int64_t>(0, window.count())(rng_)));
+      for (Track t : {Track::kCheck, Track::kAgent}) {
+        if (!checker(*slot, t)) continue;
+        Millis window = std::min<Millis>(kFirstSpread, interval(*slot, t));
+        slot->cycle(t).next.arm(Millis(std::uniform_int_distribution<int64_t>(0, window.count())(rng_)));
+      }
     }
     thread_ = std::thread([this] { loop_.run(); });
   }
@@ -162,42 +188,100 @@ class HealthService::Impl final : public upstream::EjectionListener, public Slot
     return Millis(std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(interval.count()) * f)));
   }
 
-  void start_check(Slot& s) override {
-    const config::Health& cfg = *s.ctx.cfg;
-    s.started = Clock::now();
-    // The second check lands anywhere in the second half of the interval after the first, so
+  static Check* checker(const Slot& s, Track t) {
+    return t == Track::kCheck ? s.ctx.check.get() : s.ctx.agent.get();
+  }
+  static Millis interval(const Slot& s, Track t) {
+    return t == Track::kCheck ? s.ctx.cfg->interval : s.ctx.cfg->agent->interval;
+  }
+  static Millis timeout(const Slot& s, Track t) {
+    return t == Track::kCheck ? s.ctx.cfg->timeout : s.ctx.agent_timeout;
+  }
+
+  void start_probe(Slot& s, Track t) override {
+    Cycle& c = s.cycle(t);
+    c.started = Clock::now();
+    // The second probe lands anywhere in the second half of the interval after the first, so
     // servers that all started together spread over the interval at once; later ones keep a
     // -10%..+0 jitter.
-    s.next_due = s.started + jittered(cfg.interval, s.started_checks == 0 ? 0.5 : 0.9);
-    ++s.started_checks;
-    uint64_t serial = ++s.serial;
-    s.in_flight = true;
-    auto probe = s.ctx.check->probe(
-        s.server, [this, sp = &s, serial](Outcome o) { finish(*sp, serial, std::move(o)); });
-    if (s.in_flight && s.serial == serial) {
-      s.probe = std::move(probe);
-      s.deadline.arm(cfg.timeout);
+    c.next_due = c.started + jittered(interval(s, t), c.started_count == 0 ? 0.5 : 0.9);
+    ++c.started_count;
+    uint64_t serial = ++c.serial;
+    c.in_flight = true;
+    auto probe = checker(s, t)->probe(
+        s.server, [this, sp = &s, t, serial](Outcome o) { finish(*sp, t, serial, std::move(o)); });
+    if (c.in_flight && c.serial == serial) {
+      c.probe = std::move(probe);
+      c.deadline.arm(timeout(s, t));
     } else if (probe) {
       loop_.defer_delete(probe.release());  // it finished inside probe(): delete after this turn
     }
   }
 
-  void timed_out(Slot& s) override {
-    if (!s.in_flight) return;
-    uint64_t serial = s.serial;
-    if (s.probe) s.probe->expire(s.ctx.cfg->timeout);
+  void timed_out(Slot& s, Track t) override {
+    Cycle& c = s.cycle(t);
+    if (!c.in_flight) return;
+    uint64_t serial = c.serial;
+    if (c.probe) c.probe->expire(timeout(s, t));
     // A probe must answer expire() with done; should one not, the check still ends here.
-    finish(s, serial, {Reason::kL4Timeout, "timeout after " + format_millis(s.ctx.cfg->timeout)});
+    finish(s, t, serial, {Reason::kL4Timeout, "timeout after " + format_millis(timeout(s, t))});
   }
 
-  void finish(Slot& s, uint64_t serial, Outcome outcome) {
-    if (!s.in_flight || serial != s.serial) return;
-    s.in_flight = false;
-    s.deadline.cancel();
-    if (s.probe) loop_.defer_delete(s.probe.release());
-    auto took = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - s.started).count();
-    observe(s, outcome, static_cast<uint32_t>(std::clamp<int64_t>(took, 0, UINT32_MAX)));
-    s.next.arm_at(std::max(s.next_due, loop_.now()));
+  void finish(Slot& s, Track t, uint64_t serial, Outcome outcome) {
+    Cycle& c = s.cycle(t);
+    if (!c.in_flight || serial != c.serial) return;
+    c.in_flight = false;
+    c.deadline.cancel();
+    if (c.probe) loop_.defer_delete(c.probe.release());
+    auto took = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - c.started).count();
+    if (t == Track::kCheck) observe(s, outcome, static_cast<uint32_t>(std::clamp<int64_t>(took, 0, UINT32_MAX)));
+    else observe_agent(s, outcome);
+    c.next.arm_at(std::max(c.next_due, loop_.now()));
+  }
+
+  // An agent probe ended. A reply that parses is applied; anything else is counted, logged and
+  // otherwise ignored: the server keeps its last reported state and load (SPEC).
+  void observe_agent(Slot& s, const Outcome& o) {
+    upstream::Server& srv = s.server;
+    const char* backend = s.ctx.backend->name().c_str();
+    const char* server = srv.name().c_str();
+    if (!o.passed()) {
+      // A line cut short or too long is a malformed reply (L7RSP); no line at all, a failure.
+      auto result = o.reason == Reason::kL7Bad ? upstream::AgentResult::kMalformed : upstream::AgentResult::kFailed;
+      srv.record_agent_problem(result, o.detail + " [" + reason_code(o.reason) + "]");
+      FULCRUM_LOG_LIMITED(kInfo, "backend %s server %s: no agent report: %s [%s]; keeping the last one",
+                          backend, server, o.detail.c_str(), reason_code(o.reason));
+      return;
+    }
+    auto reply = parse_agent_reply(o.detail);
+    if (!reply) {
+      srv.record_agent_problem(upstream::AgentResult::kMalformed, "malformed reply: " + reply.error().message);
+      FULCRUM_LOG_LIMITED(kWarn, "backend %s server %s: agent reply ignored: %s [AGENTRSP]", backend, server,
+                          reply.error().message.c_str());
+      return;
+    }
+    upstream::AgentState before = srv.agent_state();
+    const std::optional<upstream::AgentState>& to = reply->state;
+    bool leaves_down = before == upstream::AgentState::kDown && to && *to != upstream::AgentState::kDown;
+    bool enters_down = before != upstream::AgentState::kDown && to == upstream::AgentState::kDown;
+    // As after a failed check: back from down, the weight ramps (set before the state, so the
+    // first balancer built with the server sees the low weight); going down ends a ramp.
+    bool ramp = leaves_down && s.ctx.cfg->slow_start.count() > 0 && srv.health() == Health::kUp;
+    if (ramp) begin_ramp(s);
+    if (enters_down) end_ramp(s);
+    uint32_t weight_before = srv.scaled_weight();
+    srv.apply_agent_report(*reply);
+    upstream::AgentState after = srv.agent_state();
+    if (after != before) {
+      bool worse = after == upstream::AgentState::kDown || after == upstream::AgentState::kDrain;
+      log_transition(worse ? LogLevel::kWarn : LogLevel::kInfo, "backend %s server %s: agent says %s (was %s)%s [AGENT]",
+                     backend, server, upstream::agent_state_name(after), upstream::agent_state_name(before),
+                     ramp ? (", slow start over " + format_millis(s.ctx.cfg->slow_start)).c_str() : "");
+    }
+    if (srv.scaled_weight() != weight_before)
+      FULCRUM_LOG(kDebug, "backend %s server %s: agent report '%s': effective weight %.3f -> %.3f", backend, server,
+                  o.detail.c_str(), static_cast<double>(weight_before) / upstream::kWeightScale,
+                  srv.effective_weight());
   }
 
   void observe(Slot& s, const Outcome& o, uint32_t took_us) {
@@ -273,8 +357,8 @@ class HealthService::Impl final : public upstream::EjectionListener, public Slot
     auto elapsed = std::chrono::duration_cast<Millis>(loop_.now() - s.ramp_start);
     if (elapsed >= total) {
       s.server.set_ramp(1000);
-      FULCRUM_LOG(kDebug, "backend %s server %s: slow start done, weight %u", s.ctx.backend->name().c_str(),
-                  s.server.name().c_str(), s.server.weight());
+      FULCRUM_LOG(kDebug, "backend %s server %s: slow start done, weight %.3f", s.ctx.backend->name().c_str(),
+                  s.server.name().c_str(), s.server.effective_weight());
       return;
     }
     auto permille = kRampFloor + static_cast<uint32_t>((1000 - kRampFloor) * elapsed.count() / total.count());

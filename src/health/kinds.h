@@ -12,5 +12,8 @@ std::unique_ptr<Check> make_http_check(const upstream::Backend& backend, EventLo
 std::unique_ptr<Check> make_icmp_check(const upstream::Backend& backend, EventLoop& loop);
 // Falls back to make_tcp_check, with one warning, where raw sockets are refused (no CAP_NET_RAW).
 std::unique_ptr<Check> make_tcp_half_open_check(const upstream::Backend& backend, EventLoop& loop);
+// Not a `health.check` word: `health.agent` runs beside whichever check is configured, on its own
+// schedule (agent_check.cc). A passing outcome carries the reply line as its detail.
+std::unique_ptr<Check> make_agent_check(const upstream::Backend& backend, EventLoop& loop);
 
 }  // namespace fulcrum::health

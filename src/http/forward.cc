@@ -33,16 +33,25 @@ bool write_request_head(Buffer& out, const RequestHead& head, const RequestForwa
       case HeaderToken::kXForwardedFor:
       case HeaderToken::kVia:
       case HeaderToken::kXForwardedProto:
-      case HeaderToken::kXForwardedHost: continue;
+      case HeaderToken::kXForwardedHost:
+        continue;
       case HeaderToken::kExpect:
         if (f.strip_expect) continue;
         break;
-      default: break;
+      case HeaderToken::kContentLength:  // one field, from the value the parser checked
+        continue;
+      case HeaderToken::kHost:
+        if (f.replace_host) continue;
+        break;
+      default:
+        break;
     }
     a << h.name << ": " << h.value << "\r\n";
   }
-  if (!head.has_host) a << "Host: " << (f.host.empty() ? f.fallback_host : f.host) << "\r\n";
+  if (!head.has_host || f.replace_host)
+    a << "Host: " << (f.host.empty() ? f.fallback_host : f.host) << "\r\n";
   if (head.body == BodyKind::kChunked) a << "Transfer-Encoding: chunked\r\n";
+  if (head.body == BodyKind::kContentLength) a << "Content-Length: " << head.content_length << "\r\n";
   if (head.upgrade) {
     const Header* up = head.find(HeaderToken::kUpgrade);
     a << "Connection: Upgrade\r\nUpgrade: " << (up ? up->value : std::string_view("websocket")) << "\r\n";
@@ -63,16 +72,24 @@ bool write_response_head(Buffer& out, const ResponseHead& head, const ResponseFo
   // Codings besides chunked (gzip, ...) must reach the client as they are: their fields go on
   // verbatim. The caller refuses them for a 1.0 client (which cannot take Transfer-Encoding).
   bool keep_te = head.other_transfer_codings && !f.dechunk;
+  bool length_sent = false;
   for (const Header& h : head.headers) {
     if (keep_te && h.token == HeaderToken::kTransferEncoding) {
       a << h.name << ": " << h.value << "\r\n";
       continue;
     }
     if (must_strip(head, h)) continue;
+    // Copied, not regenerated (a response to HEAD has one but no body), but once: the parser
+    // let several through only if they agree.
+    if (h.token == HeaderToken::kContentLength) {
+      if (length_sent) continue;
+      length_sent = true;
+    }
     a << h.name << ": " << h.value << "\r\n";
   }
   if (head.body == BodyKind::kChunked && !f.dechunk && !keep_te) a << "Transfer-Encoding: chunked\r\n";
-  if (!f.cookie_name.empty()) a << "Set-Cookie: " << f.cookie_name << "=" << f.cookie_value << "; Path=/; HttpOnly\r\n";
+  if (!f.cookie_name.empty())
+    a << "Set-Cookie: " << f.cookie_name << "=" << f.cookie_value << "; Path=/; HttpOnly\r\n";
   if (head.status == 101) {
     const Header* up = head.find(HeaderToken::kUpgrade);
     a << "Connection: Upgrade\r\nUpgrade: " << (up ? up->value : std::string_view("websocket")) << "\r\n";

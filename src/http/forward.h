@@ -23,11 +23,13 @@ struct Appender {
 };
 
 struct RequestForward {
-  std::string_view path;   // origin-form path (absolute-form targets lose scheme and authority)
-  std::string_view query;  // without '?'
-  bool has_query = false;  // the target had a '?', even with nothing after it
-  std::string_view host;   // Host and X-Forwarded-Host: the client's, or the authority
+  std::string_view path;           // origin-form path (absolute-form targets lose scheme and authority)
+  std::string_view query;          // without '?'
+  bool has_query = false;          // the target had a '?', even with nothing after it
+  std::string_view host;           // Host and X-Forwarded-Host: the client's, or the authority
   std::string_view fallback_host;  // Host for a request that names none (HTTP/1.0)
+  bool replace_host = false;       // absolute-form: `host` (the target's authority) replaces the
+                                   // client's Host field (RFC 9112 3.2.2)
   std::string_view client_ip;      // appended to X-Forwarded-For
   bool https = false;              // X-Forwarded-Proto
   bool strip_expect = false;       // we answer "100-continue" ourselves (see proxy.cc)
@@ -38,10 +40,10 @@ struct RequestForward {
 bool write_request_head(Buffer& out, const RequestHead& head, const RequestForward& f);
 
 struct ResponseForward {
-  bool keep_alive = true;      // false: "Connection: close"
-  bool client_http10 = false;  // 1.0 keep-alive needs saying so
-  bool dechunk = false;        // chunked body sent to a 1.0 client as bare data (close-delimited)
-  std::string_view cookie_name;   // sticky cookie to set; empty for none
+  bool keep_alive = true;        // false: "Connection: close"
+  bool client_http10 = false;    // 1.0 keep-alive needs saying so
+  bool dechunk = false;          // chunked body sent to a 1.0 client as bare data (close-delimited)
+  std::string_view cookie_name;  // sticky cookie to set; empty for none
   std::string_view cookie_value;
 };
 

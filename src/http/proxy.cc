@@ -404,7 +404,9 @@ void ClientConn::on_request(const RequestHead& head, size_t head_len) {
   std::string_view authority, path, query;
   bool has_query = false;
   split_target(head.target, head.target_form, &authority, &path, &query, &has_query);
-  std::string_view host = head.has_host ? head.host : authority;
+  // RFC 9112 3.2.2: with an absolute-form target, its authority is the host, whatever Host says.
+  bool absolute = head.target_form == TargetForm::kAbsolute && !authority.empty();
+  std::string_view host = absolute || !head.has_host ? authority : head.host;
   // What is left of a refused request (its body) cannot be told from a next request: close.
   bool close_after = !keep_alive_ || head.has_body();
 
@@ -426,14 +428,16 @@ void ClientConn::on_request(const RequestHead& head, size_t head_len) {
   upstream::Server* first = choose(&head, path, query);
   // The head goes out as we rewrite it; it stays whole in req_head_ until a response starts, so
   // that a retry can send it again.
-  RequestForward fwd{path,
-                     query,
-                     has_query,
-                     host,
-                     first ? std::string_view(first->address_text()) : std::string_view(),
-                     peer_ip_,
-                     l_.spec_.protocol == config::Protocol::kHttps,
-                     head.expect_continue};
+  RequestForward fwd;
+  fwd.path = path;
+  fwd.query = query;
+  fwd.has_query = has_query;
+  fwd.host = host;
+  if (first) fwd.fallback_host = first->address_text();
+  fwd.replace_host = absolute;
+  fwd.client_ip = peer_ip_;
+  fwd.https = l_.spec_.protocol == config::Protocol::kHttps;
+  fwd.strip_expect = head.expect_continue;
   req_head_.clear();
   bool head_fits = write_request_head(req_head_, head, fwd);
   in_.consume(head_len);  // `head` is not used past this point

@@ -25,7 +25,8 @@ namespace fulcrum::http {
 constexpr size_t kMaxFields = 100;
 
 // What one worker's HTTP listeners share: buffers, the upstream pool, its pickers, and scratch
-// space for parsing (a parse completes within one call, so one array serves every connection).
+// space for parsing (parsers keep offsets, not views, between calls, and a parsed head is used
+// before the next parse, so one array serves every connection).
 struct HttpContext {
   HttpContext(EventLoop& l, std::vector<upstream::Backend*> b, std::vector<lb::Picker*> p);
   EventLoop& loop;

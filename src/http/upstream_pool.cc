@@ -22,9 +22,21 @@ void UpstreamConn::on_io(uint32_t events) {
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable = true;
   if (events & EPOLLOUT) writable = true;
   if (owner) return owner->on_upstream_io(events);
-  // Idle in the pool: the server closed it, or sent bytes nobody asked for. Either way it is
-  // no longer safe to reuse.
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) pool_.drop_idle(this);
+  // Idle in the pool: the server closed it, or sent bytes nobody asked for; either way it is no
+  // longer safe to reuse. But a readable edge may also be one for the last bytes of the response
+  // before it, already read (edge-triggered: it was queued before we read them): peek to tell.
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) return pool_.drop_idle(this);
+  if ((events & EPOLLIN) && pool_.unsafe_to_reuse(this)) pool_.drop_idle(this);
+}
+
+bool UpstreamPool::unsafe_to_reuse(UpstreamConn* c) {
+  char byte;
+  ssize_t n = ::recv(c->fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+    c->readable = false;
+    return false;
+  }
+  return true;  // bytes (n > 0), the server's FIN (n == 0), or an error
 }
 
 UpstreamPool::~UpstreamPool() {
@@ -68,12 +80,7 @@ void UpstreamPool::put(UpstreamConn* c) {
   c->in.release();
   // An edge we have not read to EAGAIN may hide bytes after the response, or the server's FIN:
   // either would be taken for the next response. One peek settles it (MSG_PEEK leaves the bytes).
-  if (c->readable) {
-    char byte;
-    ssize_t n = ::recv(c->fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n >= 0 || (errno != EAGAIN && errno != EINTR)) return close(c);
-    c->readable = false;
-  }
+  if (c->readable && unsafe_to_reuse(c)) return close(c);
   auto& list = idle_[c->server];
   if (list.size() >= max_idle_ || c->server->health() == upstream::Health::kDown) return close(c);
   list.push_back(c);

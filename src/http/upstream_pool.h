@@ -69,6 +69,8 @@ class UpstreamPool {
  private:
   friend class UpstreamConn;
   void drop_idle(UpstreamConn* conn);
+  // Whether the server sent bytes or closed (a peek; false clears conn->readable).
+  bool unsafe_to_reuse(UpstreamConn* conn);
   EventLoop& loop_;
   BufferPool& buffers_;
   size_t max_idle_;

@@ -11,6 +11,7 @@
 namespace fulcrum::l4 {
 
 namespace {
+constexpr int kSocketBuffer = 1 << 20;  // the listener's, shared by every flow's replies
 constexpr int kRoundsPerWake = 8;     // recvmmsg batches per wake-up of the listener (level-triggered)
 constexpr int kRepliesPerWake = 64;   // server datagrams relayed per wake-up of one flow
 }  // namespace
@@ -167,6 +168,7 @@ UdpListener::UdpListener(EventLoop& loop, const config::Listener& spec, const co
       peers_(kBatch),
       control_(kBatch),
       reply_(new uint8_t[kMaxDatagram]) {
+  grow_socket_buffers(fd_.get(), kSocketBuffer);
   if (spec_.idle_timeout) idle_timeout_ = *spec_.idle_timeout;
   if (idle_timeout_.count() <= 0) idle_timeout_ = Millis(30000);
   if (is_wildcard(spec_.bind)) {

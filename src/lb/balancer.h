@@ -45,7 +45,9 @@ struct PickContext {
   const TriedSet* tried = nullptr;        // skip these
 };
 
-// A server with the weight it had when the balancer was built.
+// A server with the weight it had when the balancer was built: Server::scaled_weight(), in units
+// of 1/upstream::kWeightScale of a configured weight (so 1000 per unit of `weight`). Algorithms
+// only compare weights or divide them by their gcd, so any scale works; tests may pass 5 and 2.
 struct Candidate {
   upstream::Server* server;
   uint32_t weight;

@@ -14,7 +14,7 @@ void Picker::rebuild() {
   std::vector<Candidate> candidates;
   serving_.assign(backend_.servers().size(), 0);
   for (upstream::Server* s : backend_.serving()) {
-    candidates.push_back({s, s->weight()});
+    candidates.push_back({s, s->scaled_weight()});
     serving_[s->index()] = 1;
   }
   balancer_ = algorithm_->make(std::move(candidates), seed_);

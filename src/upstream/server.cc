@@ -26,7 +26,7 @@ Server::Server(const config::Server& spec, size_t index, Backend* backend)
       backup_(spec.backup),
       configured_weight_(spec.weight),
       backend_(backend),
-      weight_(spec.weight),
+      weight_(upstream::effective_weight({.base = spec.weight})),
       base_weight_(spec.weight) {
   if (const auto& p = backend->spec().health.passive) passive_threshold_ = p->consecutive_errors;
 }
@@ -39,14 +39,25 @@ void Server::set_admin(Admin a) {
   if (admin_.exchange(a, std::memory_order_acq_rel) != a) backend_->bump();
 }
 
-namespace {
-// Base weights are at most 256 (config), so base * 1000 fits in 32 bits many times over.
-uint32_t scaled_weight(uint32_t base, uint32_t permille) {
-  if (base == 0) return 0;
-  uint32_t w = static_cast<uint32_t>(static_cast<uint64_t>(base) * permille / 1000);
-  return w == 0 ? 1 : w;
+const char* agent_state_name(AgentState s) {
+  switch (s) {
+    case AgentState::kNone: return "none";
+    case AgentState::kUp: return "up";
+    case AgentState::kDrain: return "drain";
+    case AgentState::kDown: return "down";
+  }
+  return "?";
 }
-}  // namespace
+
+const char* agent_result_name(AgentResult r) {
+  switch (r) {
+    case AgentResult::kOk: return "ok";
+    case AgentResult::kMalformed: return "malformed";
+    case AgentResult::kFailed: return "failed";
+    case AgentResult::kCount: break;
+  }
+  return "?";
+}
 
 uint32_t Server::base_weight() const {
   std::lock_guard lock(cold_mu_);
@@ -58,20 +69,66 @@ uint32_t Server::ramp() const {
   return ramp_permille_;
 }
 
-// The lock orders the two setters: without it the API and slow start could each compute from
-// the other's old half and leave a stale effective weight.
+WeightFactors Server::factors_locked() const {
+  return {base_weight_, ramp_permille_, reported_.percent, reported_.load_permille};
+}
+
+bool Server::update_weight_locked() {
+  uint32_t eff = upstream::effective_weight(factors_locked());
+  return weight_.exchange(eff, std::memory_order_acq_rel) != eff;
+}
+
+// The lock orders the setters: without it the API, slow start and the agent could each compute
+// from another's old factor and leave a stale effective weight.
 void Server::set_weight(uint32_t w) {
   std::lock_guard lock(cold_mu_);
   base_weight_ = w;
-  uint32_t eff = scaled_weight(base_weight_, ramp_permille_);
-  if (weight_.exchange(eff, std::memory_order_acq_rel) != eff) backend_->bump();
+  if (update_weight_locked()) backend_->bump();
 }
 
 void Server::set_ramp(uint32_t permille) {
   std::lock_guard lock(cold_mu_);
   ramp_permille_ = std::min<uint32_t>(permille, 1000);
-  uint32_t eff = scaled_weight(base_weight_, ramp_permille_);
-  if (weight_.exchange(eff, std::memory_order_acq_rel) != eff) backend_->bump();
+  if (update_weight_locked()) backend_->bump();
+}
+
+void Server::apply_agent_report(const AgentReport& report) {
+  agent_results_[static_cast<size_t>(AgentResult::kOk)].fetch_add(1, std::memory_order_relaxed);
+  bool changed = false;
+  {
+    std::lock_guard lock(cold_mu_);
+    ReportedLoad& r = reported_;
+    r.valid = true;
+    r.at = std::chrono::system_clock::now();
+    r.last_error.clear();
+    if (report.state) {
+      r.state = *report.state;
+      changed |= agent_state_.exchange(*report.state, std::memory_order_acq_rel) != *report.state;
+    }
+    if (report.percent) r.percent = std::min(*report.percent, kMaxAgentPercent);
+    if (report.cpu_ppm) r.cpu_ppm = report.cpu_ppm;
+    if (report.mem_ppm) r.mem_ppm = report.mem_ppm;
+    if (report.cpu_ppm || report.mem_ppm) {
+      uint32_t load = load_permille(r.cpu_ppm.value_or(0), r.mem_ppm.value_or(0));
+      if (load_moved(r.load_permille, load)) r.load_permille = load;
+    }
+    changed |= update_weight_locked();
+  }
+  // One bump for the whole reply: a state and a weight change rebuild the balancers once.
+  if (changed) backend_->bump();
+}
+
+void Server::record_agent_problem(AgentResult result, std::string detail) {
+  if (result < AgentResult::kCount)
+    agent_results_[static_cast<size_t>(result)].fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard lock(cold_mu_);
+  reported_.last_error = std::move(detail);
+  reported_.error_at = std::chrono::system_clock::now();
+}
+
+ReportedLoad Server::reported_load() const {
+  std::lock_guard lock(cold_mu_);
+  return reported_;
 }
 
 void Server::eject() {
@@ -149,10 +206,14 @@ std::vector<Server*> Backend::serving() const {
   return out;
 }
 
+// The operator's word first (an agent cannot undo it), then down from any source (check, passive
+// ejection, the agent), then the agent's drain.
 State Backend::state_of(const Server& s) const {
   if (s.admin() == Admin::kDisabled) return State::kDisabled;
   if (s.admin() == Admin::kDrain) return State::kDrain;
-  if (s.health() == Health::kDown || s.ejected()) return State::kDown;
+  AgentState agent = s.agent_state();
+  if (s.health() == Health::kDown || s.ejected() || agent == AgentState::kDown) return State::kDown;
+  if (agent == AgentState::kDrain) return State::kDrain;
   if (s.health() == Health::kChecking) return State::kChecking;
   if (s.backup()) {
     auto set = serving();

@@ -9,17 +9,20 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
 #include "core/address.h"
+#include "upstream/agent_report.h"
+#include "upstream/weight.h"
 
 namespace fulcrum::upstream {
 
 // What the health checker says.
 enum class Health : uint8_t { kChecking, kUp, kDown };
-// What an operator (admin API) or the server's agent asked for.
+// What an operator (admin API) asked for.
 enum class Admin : uint8_t { kNone, kDrain, kDisabled };
 // The state shown to users: one word combining both (SPEC: Admin API).
 enum class State : uint8_t { kChecking, kUp, kDown, kDrain, kDisabled, kStandby };
@@ -42,6 +45,26 @@ struct CheckReport {
   std::chrono::system_clock::time_point at{};
   // Passes in a row if it passed, failures in a row if not.
   uint32_t consecutive = 0;
+};
+
+// How agent probes end, for counters: a well-formed reply, a reply we refused, no reply at all.
+enum class AgentResult : uint8_t { kOk, kMalformed, kFailed, kCount };
+const char* agent_result_name(AgentResult r);  // "ok", "malformed", "failed"
+
+// What the agent reported, for the admin API (`reported_load`) and metrics. Cold: a copy under
+// the server's mutex.
+struct ReportedLoad {
+  bool valid = false;  // false until the first well-formed reply
+  AgentState state = AgentState::kNone;
+  std::optional<uint32_t> cpu_ppm;  // last reported, parts per million
+  std::optional<uint32_t> mem_ppm;
+  uint32_t percent = 100;         // last `N%`, 100 until one is reported
+  uint32_t load_permille = 1000;  // the cpu/mem factor in use (after the deadband, weight.h)
+  std::chrono::system_clock::time_point at{};  // the last well-formed reply (wall clock)
+  // Why the last probe that taught us nothing did so ("connection refused", "malformed reply:
+  // unknown word 'busy'"); empty when the last probe succeeded.
+  std::string last_error;
+  std::chrono::system_clock::time_point error_at{};
 };
 
 // Told when live traffic ejects a server (passive checks), so that someone arms the timer that
@@ -71,28 +94,52 @@ class Server {
   Admin admin() const { return admin_.load(std::memory_order_acquire); }
   // Ejected by passive checks: errors on live traffic took it out for `health.passive.eject`.
   bool ejected() const { return ejected_.load(std::memory_order_acquire); }
+  AgentState agent_state() const { return agent_state_.load(std::memory_order_acquire); }
   // Takes traffic as far as its own state goes (the backend decides about spares).
   bool usable() const {
-    return health() == Health::kUp && admin() == Admin::kNone && !ejected() && weight() > 0;
+    AgentState a = agent_state();
+    return health() == Health::kUp && admin() == Admin::kNone && !ejected() && a != AgentState::kDrain &&
+           a != AgentState::kDown && scaled_weight() > 0;
   }
 
+  // Weights. Configured and base weights are in the config's units (0-256); the effective weight
+  // is what balancers use, in units of 1/kWeightScale of a configured unit (weight.h), so that
+  // slow start and agent reports can scale a weight-1 server down to 1% of itself.
+  //
+  // The `weight` of the config file.
   uint32_t configured_weight() const { return configured_weight_; }
-  // The weight balancers use: configured (or set by the API), scaled by agent reports and slow
-  // start. 0 means no new traffic.
-  uint32_t weight() const { return weight_.load(std::memory_order_relaxed); }
-  // The weight before slow start scales it: configured, or what the API set.
+  // Configured, or what the admin API set since. Config units.
   uint32_t base_weight() const;
+  // The effective weight, in kWeightScale units: the base scaled by slow start and the agent's
+  // `N%` and cpu/mem. What lb::Candidate carries. 0 means no new traffic.
+  uint32_t scaled_weight() const { return weight_.load(std::memory_order_relaxed); }
+  // The same in config units (2.7 for weight 3 at 90%), for people: the API and metrics.
+  double effective_weight() const { return static_cast<double>(scaled_weight()) / kWeightScale; }
 
   // Rare path: each setter bumps the backend's generation so workers rebuild their balancers.
   void set_health(Health h);
   void set_admin(Admin a);
-  // Sets the base weight; slow start, if ramping, goes on scaling the new value.
+  // Sets the base weight (config units); slow start and the agent go on scaling the new value.
   void set_weight(uint32_t w);
   // Slow start: the share of the base weight in use, in per mille (1000 = all of it). The
-  // effective weight never drops below 1 while the base is above 0, so a ramping server is
-  // still picked now and then.
+  // effective weight never drops below one unit while the base is above 0, so a ramping server
+  // is still picked now and then.
   void set_ramp(uint32_t permille);
   uint32_t ramp() const;
+
+  // Server-reported load (the health thread, on each agent probe). A well-formed reply updates
+  // the agent state, `N%` and cpu/mem it names; the generation moves once, and only when the
+  // agent state or the effective weight actually changed (a cpu/mem change inside the deadband
+  // of weight.h changes neither).
+  void apply_agent_report(const AgentReport& report);
+  // A probe that taught us nothing (no answer, malformed reply): counted and kept for the API;
+  // the last reported state and load stay as they were (SPEC).
+  void record_agent_problem(AgentResult result, std::string detail);
+  ReportedLoad reported_load() const;
+  // Agent probes that ended with `r`, since start.
+  uint64_t agent_results(AgentResult r) const {
+    return r < AgentResult::kCount ? agent_results_[static_cast<size_t>(r)].load(std::memory_order_relaxed) : 0;
+  }
 
   // Passive checks. Hot path: the proxies call this once per request or connection outcome (ok =
   // the server answered; !ok = connect failed, reset, timed out, 5xx where they count those).
@@ -152,13 +199,19 @@ class Server {
   std::atomic<Health> health_{Health::kChecking};
   std::atomic<Admin> admin_{Admin::kNone};
   std::atomic<bool> ejected_{false};
-  std::atomic<uint32_t> weight_;  // base_weight_ scaled by ramp_permille_
+  std::atomic<AgentState> agent_state_{AgentState::kNone};
+  std::atomic<uint32_t> weight_;  // effective_weight(factors_locked()), kWeightScale units
   std::atomic<EjectionListener*> ejection_listener_{nullptr};
-  // Cold: weight setters (API, slow start) and check reports.
+  // Cold: weight setters (API, slow start, agent) and check reports.
+  WeightFactors factors_locked() const;
+  // Recomputes weight_ from the factors; true if it changed. Caller holds cold_mu_.
+  bool update_weight_locked();
   mutable std::mutex cold_mu_;
   uint32_t base_weight_;
   uint32_t ramp_permille_ = 1000;
+  ReportedLoad reported_;
   CheckReport last_check_;
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(AgentResult::kCount)> agent_results_{};
   std::array<std::atomic<uint64_t>, kCheckResults> checks_{};
   std::atomic<uint64_t> transitions_{0};
   std::atomic<uint64_t> ejections_{0};

@@ -2,8 +2,6 @@
 // replies decoded by ldns (an independent decoder, so a test does not check our encoder against
 // itself), and backends built from config structs. Test thread only.
 #pragma once
-#include <ldns/ldns.h>
-
 #include <cstdint>
 #include <span>
 #include <string>
@@ -13,6 +11,9 @@
 #include "config/config.h"
 #include "dns/responder.h"
 #include "upstream/server.h"
+
+// Last: ldns's headers (its C `bool`) break clang's reading of libstdc++'s when they come first.
+#include <ldns/ldns.h>
 
 namespace fulcrum::dns::testing {
 

@@ -395,6 +395,23 @@ TEST_F(ResponderTest, SeveralZonesSeveralBackends) {
   EXPECT_EQ(d.ttls, std::vector<uint32_t>{20});
 }
 
+// ---- inputs found by fuzz/dns_fuzz.cc ---------------------------------------------------------
+
+// An A query for a zone whose backend has no IPv6 server: rebuilding the empty AAAA records passed
+// a null pointer to memcpy (UBSan: undefined even for 0 bytes). Under `make asan` this test traps
+// if it comes back.
+TEST_F(ResponderTest, FuzzEmptyFamilyRebuild) {
+  make(testing::v4_servers(60));
+  const std::vector<uint8_t> query = {0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                      0x00, 0x03, 'w',  'w',  'w',  0x07, 'e',  'x',  'a',  'm',  'p',
+                                      'l',  'e',  0x03, 'c',  'o',  'm',  0x00, 0x00, 0x01, 0x00, 0x01};
+  Decoded d = ask_raw(query);
+  ASSERT_TRUE(d.ok);
+  EXPECT_TRUE(d.tc);  // 60 records do not fit 512 bytes
+  EXPECT_TRUE(ask_raw(query, Transport::kTcp).answers.size() == 60);
+  EXPECT_TRUE(ask("www.example.com", kTypeAaaa).answers.empty());
+}
+
 TEST(NameToWire, LowerCasedWithRoot) {
   EXPECT_EQ(name_to_wire("WWW.Example.com"), std::string("\3www\7example\3com\0", 17));
   EXPECT_EQ(name_to_wire("a.b."), std::string("\1a\1b\0", 5));

@@ -391,7 +391,7 @@ std::vector<uint32_t> watch_weights(upstream::Server& s, Millis for_how_long) {
   std::vector<uint32_t> seen;
   auto until = Clock::now() + for_how_long;
   while (Clock::now() < until) {
-    uint32_t w = s.usable() ? s.weight() : 0;
+    uint32_t w = s.usable() ? s.scaled_weight() : 0;
     if (seen.empty() || seen.back() != w) seen.push_back(w);
     std::this_thread::sleep_for(Millis(1));
   }
@@ -408,7 +408,7 @@ TEST(SlowStartTest, ReturningServerRampsFromATenthToItsWeight) {
   HealthService svc({&b}, scripted(script));
   svc.start();
   ASSERT_TRUE(eventually([&] { return s.health() == Health::kUp; }));
-  EXPECT_EQ(s.weight(), 20u) << "the first pass after start does not ramp: every server starts together";
+  EXPECT_EQ(s.effective_weight(), 20.0) << "the first pass after start does not ramp: every server starts together";
   script.set("s1", Mode::kFail);
   ASSERT_TRUE(eventually([&] { return s.health() == Health::kDown; }));
   script.set("s1", Mode::kPass);
@@ -416,8 +416,8 @@ TEST(SlowStartTest, ReturningServerRampsFromATenthToItsWeight) {
   auto start = Clock::now();
   auto weights = watch_weights(s, Millis(1200));
   ASSERT_FALSE(weights.empty());
-  EXPECT_LE(weights.front(), 4u) << "starts near a tenth";
-  EXPECT_EQ(weights.back(), 20u);
+  EXPECT_LE(weights.front(), 4 * upstream::kWeightScale) << "starts near a tenth";
+  EXPECT_EQ(weights.back(), 20 * upstream::kWeightScale);
   EXPECT_GE(weights.size(), 5u) << "in several steps";
   EXPECT_TRUE(std::is_sorted(weights.begin(), weights.end()));
   EXPECT_GT(Clock::now() - start, Millis(900));
@@ -430,16 +430,18 @@ TEST(SlowStartTest, AdminWeightDuringTheRampIsKept) {
   upstream::Server& s = *b.servers()[0];
   s.set_weight(100);
   s.set_ramp(100);
-  EXPECT_EQ(s.weight(), 10u);
+  EXPECT_EQ(s.effective_weight(), 10.0);
   s.set_weight(50);  // the API changes the weight mid-ramp
-  EXPECT_EQ(s.weight(), 5u);
+  EXPECT_EQ(s.effective_weight(), 5.0);
   s.set_ramp(1000);
-  EXPECT_EQ(s.weight(), 50u);
+  EXPECT_EQ(s.effective_weight(), 50.0);
   s.set_weight(1);
   s.set_ramp(100);
-  EXPECT_EQ(s.weight(), 1u) << "never below 1 while the base is above 0";
+  EXPECT_EQ(s.scaled_weight(), upstream::kWeightScale / 10) << "a weight-1 server ramps too: a tenth of it";
+  s.set_ramp(0);
+  EXPECT_EQ(s.scaled_weight(), 1u) << "never below one unit while the base is above 0";
   s.set_weight(0);
-  EXPECT_EQ(s.weight(), 0u);
+  EXPECT_EQ(s.scaled_weight(), 0u);
 }
 
 TEST(SlowStartTest, ReturnFromEjectionRamps) {
@@ -453,8 +455,8 @@ TEST(SlowStartTest, ReturnFromEjectionRamps) {
   s.report_outcome(false);
   ASSERT_TRUE(s.ejected());
   ASSERT_TRUE(eventually([&] { return !s.ejected(); }));
-  EXPECT_LE(s.weight(), 3u);
-  ASSERT_TRUE(eventually([&] { return s.weight() == 10u; }, Millis(1500)));
+  EXPECT_LE(s.scaled_weight(), 3 * upstream::kWeightScale);
+  ASSERT_TRUE(eventually([&] { return s.scaled_weight() == 10 * upstream::kWeightScale; }, Millis(1500)));
 }
 
 }  // namespace

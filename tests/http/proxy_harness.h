@@ -133,7 +133,8 @@ class TinyClient {
     if (fd) fd_ = std::move(*fd);
   }
   bool send(std::string_view request) {
-    return ::send(fd_.get(), request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size());
+    return ::send(fd_.get(), request.data(), request.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(request.size());
   }
   // Reads what is there; true once a complete response is buffered (it is then consumed).
   bool response_done(Method method = Method::kGet) {
@@ -200,8 +201,8 @@ class ProxyUnderTest {
       return;
     }
     port = local_port(fd->get());
-    listener_ = std::make_unique<HttpListener>(*ctx_, *cfg_, cfg_->listeners[0],
-                                               std::shared_ptr<const Router>(std::move(*router)), std::move(*fd));
+    listener_ = std::make_unique<HttpListener>(
+        *ctx_, *cfg_, cfg_->listeners[0], std::shared_ptr<const Router>(std::move(*router)), std::move(*fd));
   }
   ~ProxyUnderTest() {
     listener_.reset();

@@ -45,8 +45,8 @@ struct Fixture {
     EXPECT_TRUE(r) << (r ? "" : r.error().message);
     if (r) router = std::move(*r);
   }
-  int match(std::string_view method, std::string_view host, std::string_view path, std::string_view query = {},
-            std::vector<Header> headers = {}) {
+  int match(std::string_view method, std::string_view host, std::string_view path,
+            std::string_view query = {}, std::vector<Header> headers = {}) {
     for (auto& h : headers) h.token = lookup_header_token(h.name);
     RouteInput in{method, host, path, query, headers};
     return router ? router->match(in) : -2;
@@ -89,7 +89,8 @@ TEST(RouterTest, PathPrefixIsAPlainPrefixOfThePath) {
 }
 
 TEST(RouterTest, PathRegexIsUnanchoredRe2OnThePathOnly) {
-  Fixture f({route_to("img", match_regex(R"(\.(png|jpg)$)")), route_to("api", match_regex("^/api/v[0-9]+/"))});
+  Fixture f(
+      {route_to("img", match_regex(R"(\.(png|jpg)$)")), route_to("api", match_regex("^/api/v[0-9]+/"))});
   EXPECT_EQ(f.match("GET", "h", "/a/b.png"), 0);
   EXPECT_EQ(f.match("GET", "h", "/a/b.jpg", "v=2"), 0);  // the query is not part of the path
   EXPECT_EQ(f.match("GET", "h", "/a/b.png.txt"), -1);
@@ -197,7 +198,8 @@ TEST(RouterTest, SharedLookups) {
   EXPECT_FALSE(find_query_param("", "a", &v));
   EXPECT_FALSE(find_query_param("&&", "a", &v));
 
-  std::vector<Header> h = {{"Host", "x"}, {"Cookie", "  sid=abc ;theme=dark"}, {"X-User", "u1"}, {"x-user", "u2"}};
+  std::vector<Header> h = {
+      {"Host", "x"}, {"Cookie", "  sid=abc ;theme=dark"}, {"X-User", "u1"}, {"x-user", "u2"}};
   EXPECT_TRUE(find_cookie(h, "sid", &v));
   EXPECT_EQ(v, "abc");
   EXPECT_TRUE(find_cookie(h, "theme", &v));

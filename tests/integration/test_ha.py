@@ -14,6 +14,7 @@ behind a third fulcrum's DNS listener, whose backend health-checks them on GET /
 one host removes it from the answers (dig) within interval x fall. And without any shared state
 the sticky cookie and consistent hashing pick the same application server on either host.
 """
+import json
 import os
 import re
 import secrets
@@ -497,6 +498,19 @@ def test_active_active_sticky_cookie_and_hash_pick_the_same_server_on_both_hosts
     assert len(set(placement.values())) >= 2, "30 keys all on one server: %s" % placement
 
 
+def _server_states(admin_port, backend_name):
+    """{server: state} of one backend from GET /api/v1/backends; {} if it does not answer."""
+    try:
+        with harness.connect(admin_port, timeout=2) as s:
+            status, _, body = http_request(s, "GET", "/api/v1/backends", timeout=2)
+        doc = json.loads(body)
+    except (OSError, ValueError):
+        return {}
+    backends = doc.get("backends", []) if isinstance(doc, dict) else doc
+    return {srv["name"]: srv["state"] for b in backends if b.get("name") == backend_name
+            for srv in b.get("servers", [])}
+
+
 def _dig(port, name):
     r = _run(["dig", "@127.0.0.1", "-p", str(port), name, "A", "+short", "+time=1", "+tries=1"],
              check=False)
@@ -516,13 +530,14 @@ def test_active_active_dns_drops_a_dead_host_within_interval_times_fall(fulcrum,
             pytest.skip("fulcrum's admin listener has no GET /healthz yet")
         assert status == 200, "GET /healthz on %s: %s" % (host, status)
 
-    dns_port = free_port()
+    dns_port, dns_admin = free_port(), free_port()
     name = "www.ha.test"
     servers = [{"name": "host-a", "address": cfg_a["admin"]["listen"]},
                {"name": "host-b", "address": cfg_b["admin"]["listen"]}]
     dns = fulcrum({
         "workers": 1,
         "shutdown_grace": "1s",
+        "admin": {"listen": "127.0.0.1:%d" % dns_admin},
         "listeners": [{"name": "dns", "bind": "127.0.0.1:%d" % dns_port, "protocol": "dns",
                        "zones": [{"name": name, "backend": "hosts", "ttl": 1, "answers": 0}]}],
         "backends": [{"name": "hosts",
@@ -542,6 +557,10 @@ def test_active_active_dns_drops_a_dead_host_within_interval_times_fall(fulcrum,
         pytest.skip("%s: %s" % (missing, dns.stderr.strip().splitlines()[-1]))
     assert dns.alive(), dns.stderr_tail()
 
+    # Both hosts up by their health checks first: until then the listener fails open and
+    # answers with both anyway, which would prove nothing.
+    wait_until(lambda: _server_states(dns_admin, "hosts") == {"host-a": "up", "host-b": "up"},
+               5, interval=0.05, what="both hosts up in the DNS balancer's health checks")
     both = {HOST_A, HOST_B}
     wait_until(lambda: _dig(dns_port, name) == both, 5, interval=0.05,
                what="both hosts in the answer to %s" % name)

@@ -318,6 +318,10 @@ def test_forwarded_headers(fulcrum, web):
     # Absolute-form targets reach the server in origin form.
     r = request(port, "GET", "http://shop.example.com/headers?q=1", host="shop.example.com")
     assert json.loads(r.body)["target"] == "/headers?q=1"
+    # ... and their authority is the host, whatever Host says (RFC 9112 3.2.2).
+    r = request(port, "GET", "http://real.example/headers", host="other.example")
+    hdrs = {k.lower(): v for k, v in json.loads(r.body)["headers"]}
+    assert hdrs["host"] == "real.example" and hdrs["x-forwarded-host"] == "real.example"
 
 
 def test_hop_by_hop_fields_not_forwarded(fulcrum, web):
@@ -827,6 +831,103 @@ def test_504_on_response_timeout(fulcrum, web):
     assert r.status == 200
 
 
+class RawBackend:
+    """A server in this process that answers every request head with the same bytes (or a list
+    of byte strings and pauses in seconds): for responses backend.py would never send. Counts
+    connections and requests."""
+
+    def __init__(self, response, close_after=False):
+        self.response, self.close_after = response, close_after
+        self.accepts = self.requests = 0
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(64)
+        self.address = "%s:%d" % self.ls.getsockname()
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            self.accepts += 1
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        buf = b""
+        with c:
+            while True:
+                try:
+                    data = c.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buf += data
+                while b"\r\n\r\n" in buf:
+                    buf = buf.split(b"\r\n\r\n", 1)[1]
+                    self.requests += 1
+                    for piece in (self.response if isinstance(self.response, list) else [self.response]):
+                        if isinstance(piece, float):
+                            time.sleep(piece)
+                        else:
+                            c.sendall(piece)
+                    if self.close_after:
+                        return
+
+    def close(self):
+        self.ls.close()
+
+
+def test_responses_parsed_strictly(fulcrum):
+    cases = {
+        # Codings besides chunked reach a 1.1 client verbatim (and a 1.0 client cannot take them).
+        "gzip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "101": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
+        "two_cls": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nokk",
+        "cl_te": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "obs_fold": b"HTTP/1.1 200 OK\r\nX-A: 1\r\n 2\r\nContent-Length: 2\r\n\r\nok",
+        "junk_after": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
+        "junk_late": [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0.1,
+                      b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil"],
+        "bad_chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+    }
+    raws = {n: RawBackend(resp) for n, resp in cases.items()}
+    try:
+        backends = {n: {"retries": 0, "servers": servers(r.address)} for n, r in raws.items()}
+        routes = [{"match": {"path_prefix": "/%s" % n}, "backend": n} for n in cases]
+        f, port = proxy(fulcrum, backends, routes=routes)
+        with Client(port) as c:
+            r = c.request("GET", "/gzip")
+            assert r.status == 200 and r.header("Transfer-Encoding") == "gzip, chunked" and r.body == b"hello"
+        assert request(port, "GET", "/gzip", version="HTTP/1.0").status == 502
+        for n in ("101", "two_cls", "cl_te", "obs_fold"):
+            r = request(port, "GET", "/" + n)
+            assert r.status == 502, (n, r)
+        # Bytes after a complete response are no next response: the client gets the first
+        # alone, and that upstream connection is not used again.
+        for _ in range(3):
+            with Client(port) as c:
+                r = c.request("GET", "/junk_after")
+                assert r.status == 200 and r.body == b"ok"
+                assert c.request("GET", "/junk_after").body == b"ok"
+        assert raws["junk_after"].accepts == raws["junk_after"].requests == 6
+        for _ in range(3):  # the same, the junk arriving while the connection idles in the pool
+            assert request(port, "GET", "/junk_late").body == b"ok"
+            time.sleep(0.2)
+        assert raws["junk_late"].accepts == raws["junk_late"].requests == 3
+        # A bad chunk after the head went out: the client's connection is cut (no second status).
+        with Client(port) as c:
+            c.sock.sendall(build_request("GET", "/bad_chunk"))
+            c.sock.settimeout(5)
+            data = recv_all(c.sock)
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n") and b"502" not in data
+    finally:
+        for r in raws.values():
+            r.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # balancing
 
@@ -1158,3 +1259,28 @@ def test_slowloris_gets_408_within_header_timeout(fulcrum, web):
     assert got.startswith(b"HTTP/1.1 408 "), got
     assert 1.8 < took < 3.2, took
     assert requests_seen(b) == [] and conns_seen(b) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# graceful stop
+
+def test_sigterm_finishes_in_flight_requests(fulcrum, web):
+    import signal
+    b = web("a")
+    f, port = one_backend(fulcrum, [b])
+    idle = Client(port)
+    assert idle.request("GET", "/").status == 200
+    result = {}
+
+    def slow():
+        result["r"] = request(port, "GET", "/delay?ms=700")
+
+    t = threading.Thread(target=slow)
+    t.start()
+    wait_until(lambda: any(tgt.startswith("/delay") for _, _, tgt in requests_seen(b)), 5, what="request sent")
+    f.signal(signal.SIGTERM)
+    assert idle.closed_by_peer(timeout=2)  # an idle keep-alive connection goes at once
+    idle.close()
+    t.join(5)
+    assert result["r"].status == 200 and result["r"].body == b"a\n"
+    assert f.wait(5) == 0

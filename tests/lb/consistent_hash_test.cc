@@ -138,7 +138,7 @@ TEST_P(ConsistentHash, WeightChangeMovesOnlyTowardTheChangedServer) {
   upstream::Backend backend(backend_spec(weighted(std::vector<uint32_t>(10, 1))));
   auto before = map(*make(all_of(backend)));
   auto heavier = all_of(backend);
-  heavier[0].weight = 2;
+  heavier[0].weight = 2 * upstream::kWeightScale;  // candidates carry scaled weights
   auto after = map(*make(heavier));
   int moved = 0;
   for (int i = 0; i < kKeys; ++i) {

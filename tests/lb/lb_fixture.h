@@ -49,14 +49,14 @@ inline std::vector<ServerSpec> weighted(const std::vector<uint32_t>& weights) {
 // Every server of the backend, with its current weight.
 inline std::vector<Candidate> all_of(const upstream::Backend& b) {
   std::vector<Candidate> out;
-  for (auto& s : b.servers()) out.push_back({s.get(), s->weight()});
+  for (auto& s : b.servers()) out.push_back({s.get(), s->scaled_weight()});
   return out;
 }
 
 // The servers at these positions.
 inline std::vector<Candidate> some_of(const upstream::Backend& b, const std::vector<size_t>& which) {
   std::vector<Candidate> out;
-  for (size_t i : which) out.push_back({b.servers()[i].get(), b.servers()[i]->weight()});
+  for (size_t i : which) out.push_back({b.servers()[i].get(), b.servers()[i]->scaled_weight()});
   return out;
 }
 

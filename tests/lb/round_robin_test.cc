@@ -133,6 +133,48 @@ TEST(RoundRobin, LargeWeightsAreScaledNotDropped) {
   }
 }
 
+TEST(RoundRobin, AgentScaledWeightsKeepExactSharesAndInterleave) {
+  // Three weight-1 servers whose agents report cpu 0.1, 0.1 and 0.9: effective weights 900, 900
+  // and 100 (upstream/weight.h), so the busy one gets a ninth of each other's share, spread out.
+  upstream::Backend backend(backend_spec(weighted({1, 1, 1})));
+  for (auto [i, cpu] : {std::pair{0, 100000u}, {1, 100000u}, {2, 900000u}}) {
+    upstream::AgentReport r;
+    r.cpu_ppm = cpu;
+    backend.servers()[i]->apply_agent_report(r);
+  }
+  auto b = round_robin(all_of(backend));
+  auto got = picks(*b, 1900);
+  std::vector<int> count(3, 0);
+  for (size_t s : got) ++count[s];
+  EXPECT_EQ(count, (std::vector<int>{900, 900, 100}));
+  // Between two picks of the busy server, the 18 others of its cycle of 19.
+  std::vector<size_t> at;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (got[i] == 2) at.push_back(i);
+  for (size_t k = 1; k < at.size(); ++k) EXPECT_EQ(at[k] - at[k - 1], 19u) << "not spread evenly";
+}
+
+TEST(RoundRobin, UnreducibleScaledWeightsStillShareByWeight) {
+  // Scaled weights with no common divisor (4535 and 971 units) exceed the 4096-entry cycle and
+  // are scaled down: shares stay within a slot of exact.
+  upstream::Backend backend(backend_spec(weighted({1, 1})));
+  backend.servers()[0]->set_weight(5);
+  upstream::AgentReport r;
+  r.cpu_ppm = 93000;  // 5 x 0.907 = 4.535
+  backend.servers()[0]->apply_agent_report(r);
+  r.cpu_ppm = 29000;  // 1 x 0.971
+  backend.servers()[1]->apply_agent_report(r);
+  auto cands = all_of(backend);
+  ASSERT_EQ(cands[0].weight, 4535u);
+  ASSERT_EQ(cands[1].weight, 971u);  // prime: the gcd is 1, the sum 5506
+  auto b = round_robin(cands);
+  std::vector<int> count(2, 0);
+  const int n = 55060;
+  for (size_t s : picks(*b, n)) ++count[s];
+  EXPECT_NEAR(count[0], n * 4535.0 / 5506, n / 4096.0 + 1);
+  EXPECT_NEAR(count[1], n * 971.0 / 5506, n / 4096.0 + 1);
+}
+
 TEST(RoundRobin, TriedServerIsSkippedInTurn) {
   upstream::Backend backend(backend_spec(weighted({5, 2, 1})));
   auto b = round_robin(all_of(backend));

@@ -339,6 +339,19 @@
       `<span class="when">${esc(fmtAgo(c.at))} · ${esc(fmtMs(c.duration_ms))}${c.consecutive > 1 ? ' · ' + c.consecutive + ' in a row' : ''}</span>`;
   }
 
+  // What the server's agent reported (issue 11): cpu, mem, N%, its own state, or why it failed.
+  function loadLine(rl) {
+    if (!rl) return '';
+    const parts = [];
+    if (rl.cpu != null) parts.push('cpu ' + Math.round(rl.cpu * 100) + '%');
+    if (rl.mem != null) parts.push('mem ' + Math.round(rl.mem * 100) + '%');
+    if (rl.percent != null && rl.percent !== 100) parts.push(rl.percent + '%');
+    if (rl.state && rl.state !== 'none' && rl.state !== 'up') parts.push('agent: ' + rl.state);
+    let out = parts.length ? `<span class="sub load" title="reported by the server's agent">${esc(parts.join(' · '))}</span>` : '';
+    if (rl.error) out += `<span class="sub load fail" title="${esc(rl.error)}">agent: ${esc(rl.error)}</span>`;
+    return out;
+  }
+
   function actionButtons(b, s) {
     const data = `data-backend="${esc(b.name)}" data-server="${esc(s.name)}"`;
     if (s.admin === 'none')
@@ -398,8 +411,9 @@
         setHTML(c('.st'), stateBadge(s.state, s.ejected ? '<span class="flag" title="ejected by passive checks">ejected</span>' : ''));
         setHTML(c('.name'), `${esc(s.name)}${s.backup ? ' <span class="tag">backup</span>' : ''}<span class="sub">${esc(s.address)}</span>`);
         if (editing !== key) {
-          const eff = s.effective_weight !== s.weight ? ` <span class="muted" title="effective weight (slow start, agent)">→ ${s.effective_weight}</span>` : '';
-          setHTML(c('.w'), `<button class="weight-btn" data-action="weight" data-backend="${esc(b.name)}" data-server="${esc(s.name)}" title="click to change">${s.weight}</button>${eff}`);
+          const eff = Math.abs(s.effective_weight - s.weight) > 0.001
+            ? ` <span class="muted" title="effective weight (slow start, agent report)">→ ${+s.effective_weight.toFixed(2)}</span>` : '';
+          setHTML(c('.w'), `<button class="weight-btn" data-action="weight" data-backend="${esc(b.name)}" data-server="${esc(s.name)}" title="click to change">${s.weight}</button>${eff}${loadLine(s.reported_load)}`);
         }
         setHTML(c('.act'), `${s.active}<span class="bar"><span data-w="${Math.round((100 * s.active) / maxActive)}"></span></span>`);
         const bar = c('.act .bar > span');

@@ -1,0 +1,124 @@
+// src/admin/prometheus.cc: the text exposition format 0.0.4 as Prometheus parses it.
+#include "admin/prometheus.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "upstream/server.h"
+
+namespace fulcrum::admin {
+namespace {
+
+config::Backend backend(const std::string& check) {
+  config::Backend b;
+  b.name = "app";
+  b.health.check = check;
+  for (int i = 0; i < 2; ++i) {
+    config::Server s;
+    s.name = "s" + std::to_string(i + 1);
+    s.address = *SocketAddress::parse("127.0.0.1:" + std::to_string(9000 + i));
+    s.address_text = s.address.to_string();
+    s.weight = 3;
+    b.servers.push_back(s);
+  }
+  return b;
+}
+
+metrics::Snapshot snapshot() {
+  metrics::Snapshot snap;
+  metrics::SlotTotals s;
+  s.listener = "we\"b";
+  s.backend = "app";
+  s.server = "s1";
+  s.codes[1] = 7;
+  s.codes[4] = 2;
+  s.count = 9;
+  s.buckets[0] = 4;
+  s.buckets[3] = 3;
+  s.buckets[metrics::kBuckets - 1] = 2;
+  s.sum_us = 1'500'000;
+  snap.slots.push_back(s);
+  metrics::ListenerTotals l;
+  l.name = "we\"b";
+  l.active = 3;
+  l.refusals[static_cast<size_t>(metrics::Refusal::kNoServer)] = 5;
+  snap.listeners.push_back(l);
+  return snap;
+}
+
+TEST(PrometheusTest, EveryFamilyHasHelpAndTypeAndEverySampleParses) {
+  std::vector<std::unique_ptr<upstream::Backend>> backends;
+  backends.push_back(std::make_unique<upstream::Backend>(backend("http")));
+  backends[0]->servers()[0]->set_health(upstream::Health::kUp);
+  backends[0]->servers()[1]->set_admin(upstream::Admin::kDrain);
+  upstream::CheckReport rep;
+  rep.valid = true;
+  rep.result = 5;  // L7STS
+  backends[0]->servers()[1]->record_check(rep);
+  std::string text = render_prometheus(snapshot(), backends, nullptr, 12.5);
+
+  std::regex sample(R"re(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (\S+)$)re");
+  std::set<std::string> helped, typed;
+  std::map<std::string, std::string> values;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("# HELP ", 0) == 0) {
+      std::string name = line.substr(7, line.find(' ', 7) - 7);
+      EXPECT_TRUE(helped.insert(name).second) << "HELP twice for " << name;
+      continue;
+    }
+    if (line.rfind("# TYPE ", 0) == 0) {
+      std::string name = line.substr(7, line.find(' ', 7) - 7);
+      EXPECT_TRUE(helped.count(name)) << name;
+      EXPECT_TRUE(typed.insert(name).second) << name;
+      continue;
+    }
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(line, m, sample)) << line;
+    std::string name = m[1];
+    std::string base = std::regex_replace(name, std::regex("_(bucket|sum|count)$"), "");
+    EXPECT_TRUE(typed.count(name) || typed.count(base)) << "no TYPE before " << line;
+    values[name + m[2].str()] = m[5];
+  }
+  EXPECT_EQ(values["fulcrum_requests_total{listener=\"we\\\"b\",backend=\"app\",server=\"s1\",code=\"2xx\"}"], "7");
+  EXPECT_EQ(values["fulcrum_requests_total{listener=\"we\\\"b\",backend=\"app\",server=\"s1\",code=\"5xx\"}"], "2");
+  // Cumulative buckets; +Inf equals _count.
+  EXPECT_EQ(values["fulcrum_request_duration_seconds_bucket{listener=\"we\\\"b\",backend=\"app\",server=\"s1\",le=\"0.0005\"}"], "4");
+  EXPECT_EQ(values["fulcrum_request_duration_seconds_bucket{listener=\"we\\\"b\",backend=\"app\",server=\"s1\",le=\"0.0075\"}"], "7");
+  EXPECT_EQ(values["fulcrum_request_duration_seconds_bucket{listener=\"we\\\"b\",backend=\"app\",server=\"s1\",le=\"+Inf\"}"], "9");
+  EXPECT_EQ(values["fulcrum_request_duration_seconds_count{listener=\"we\\\"b\",backend=\"app\",server=\"s1\"}"], "9");
+  EXPECT_EQ(values["fulcrum_request_duration_seconds_sum{listener=\"we\\\"b\",backend=\"app\",server=\"s1\"}"], "1.5");
+  EXPECT_EQ(values["fulcrum_refused_total{listener=\"we\\\"b\",reason=\"no_server\"}"], "5");
+  EXPECT_EQ(values["fulcrum_active_connections{listener=\"we\\\"b\"}"], "3");
+  EXPECT_EQ(values["fulcrum_server_up{backend=\"app\",server=\"s1\"}"], "1");
+  EXPECT_EQ(values["fulcrum_server_up{backend=\"app\",server=\"s2\"}"], "0");
+  EXPECT_EQ(values["fulcrum_server_state{backend=\"app\",server=\"s2\",state=\"drain\"}"], "1");
+  EXPECT_EQ(values["fulcrum_server_weight{backend=\"app\",server=\"s1\"}"], "3");
+  EXPECT_EQ(values["fulcrum_health_checks_total{backend=\"app\",server=\"s2\",result=\"L7STS\"}"], "1");
+  EXPECT_EQ(values["fulcrum_uptime_seconds"], "12.5");
+  for (const char* fam : {"fulcrum_requests_total", "fulcrum_request_duration_seconds", "fulcrum_server_up",
+                          "fulcrum_active_connections", "fulcrum_cache_hits_total", "fulcrum_health_checks_total",
+                          "fulcrum_server_active_requests", "fulcrum_server_weight", "fulcrum_refused_total"})
+    EXPECT_TRUE(typed.count(fam)) << fam;
+}
+
+TEST(PrometheusTest, LabelValuesAreEscaped) {
+  std::string out;
+  append_label_value(out, "a\\b\"c\nd");
+  EXPECT_EQ(out, "a\\\\b\\\"c\\nd");
+}
+
+TEST(PrometheusTest, NoHealthCheckSeriesWithoutChecks) {
+  std::vector<std::unique_ptr<upstream::Backend>> backends;
+  backends.push_back(std::make_unique<upstream::Backend>(backend("none")));
+  std::string text = render_prometheus({}, backends, nullptr, 1);
+  EXPECT_EQ(text.find("fulcrum_health_checks_total{"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE fulcrum_health_checks_total counter"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fulcrum::admin
