@@ -4,9 +4,17 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <cstring>
+#include <map>
+#include <set>
 #include <thread>
+#include <variant>
 #include <vector>
+
+#include "app/validate.h"
+#include "config/loader.h"
 
 #include "admin/admin_server.h"
 #include "core/event_loop.h"
@@ -77,13 +85,67 @@ class SignalHandler final : public IoHandler {
   std::function<void(int)> on_signal_;
 };
 
+// A config the runtime has moved away from (SIGHUP, POST /api/v1/reload): its workers no longer
+// accept, and it lives on until its last connection ends, so a reload drops nothing in flight.
+struct Retired {
+  std::shared_ptr<const config::Config> cfg;
+  std::vector<std::unique_ptr<upstream::Backend>> backends;
+  std::unique_ptr<health::HealthService> health;  // stopped; kept while its workers may post to it
+  std::vector<std::unique_ptr<Worker>> workers;
+  size_t sessions() const {
+    size_t n = 0;
+    for (auto& w : workers) n += w->sessions();
+    return n;
+  }
+  ~Retired() {
+    for (auto& w : workers) w->loop.stop();
+    for (auto& w : workers)
+      if (w->thread.joinable()) w->thread.join();
+    workers.clear();
+    health.reset();
+  }
+};
+
 class RuntimeImpl final : public Runtime {
  public:
   explicit RuntimeImpl(std::shared_ptr<const config::Config> cfg)
-      : cfg_(std::move(cfg)), drain_timer_(control_, [this] { drain_tick(); }) {}
+      : cfg_(std::move(cfg)),
+        drain_timer_(control_, [this] { drain_tick(); }),
+        retire_timer_(control_, [this] { retire_tick(); }) {}
 
   Result<void> build() {
-    for (auto& b : cfg_->backends) backends_.push_back(std::make_unique<upstream::Backend>(b));
+    auto log = metrics::AccessLog::open(cfg_->access_log);
+    if (!log) return log.error();
+    access_log_ = std::move(*log);
+    long fds = raise_fd_limit();
+    FULCRUM_LOG(kDebug, "descriptor limit %ld", fds);
+    if (auto r = build_generation(*cfg_, backends_, health_, workers_); !r) return r;
+    if (cfg_->admin) {  // bound now, so a port in use is reported at once; serves from run()
+      admin_ = std::make_unique<admin::AdminServer>(
+          control_, admin::Sources{&backends_, &metrics_, [this] { return access_log_.get(); }},
+          [this] { return reload(); });
+      if (auto r = admin_->configure(*cfg_->admin); !r) return r.error();
+    }
+    return {};
+  }
+
+  // Builds everything a config needs that is not shared across reloads: backends (their servers'
+  // states carried over from the running ones by backend, name and address), the health service,
+  // and the workers with their listeners (on sockets reused from the running listeners where the
+  // address is the same, so no connection waiting in an accept queue is lost).
+  Result<void> build_generation(const config::Config& cfg, std::vector<std::unique_ptr<upstream::Backend>>& backends_out,
+                                std::unique_ptr<health::HealthService>& health_out,
+                                std::vector<std::unique_ptr<Worker>>& workers_out) {
+    std::vector<std::unique_ptr<upstream::Backend>> backends;
+    for (auto& b : cfg.backends) {
+      backends.push_back(std::make_unique<upstream::Backend>(b));
+      carry_over_state(*backends.back());
+    }
+    auto backend_index = [&backends](const std::string& name) -> size_t {
+      for (size_t i = 0; i < backends.size(); ++i)
+        if (backends[i]->name() == name) return i;
+      return 0;  // the loader guarantees the name exists
+    };
     // Routers are built once and shared read-only by every worker.
     std::vector<std::shared_ptr<const http::Router>> routers(cfg_->listeners.size());
     for (size_t i = 0; i < cfg_->listeners.size(); ++i) {
@@ -94,55 +156,154 @@ class RuntimeImpl final : public Runtime {
       routers[i] = std::shared_ptr<const http::Router>(std::move(*router));
     }
     std::vector<upstream::Backend*> backend_ptrs;
-    for (auto& b : backends_) backend_ptrs.push_back(b.get());
+    for (auto& b : backends) backend_ptrs.push_back(b.get());
     // Built here, so a check kind that cannot work (tcp_half_open without CAP_NET_RAW) says so
     // at start; it runs on a thread of its own, so no check ever blocks a worker.
-    health_ = std::make_unique<health::HealthService>(backend_ptrs);
-    auto log = metrics::AccessLog::open(cfg_->access_log);
-    if (!log) return log.error();
-    access_log_ = std::move(*log);
+    auto health = std::make_unique<health::HealthService>(backend_ptrs);
     // Counter layouts: one per listener, shared by every worker's copy of its counters.
     std::vector<std::shared_ptr<const metrics::Layout>> layouts;
-    for (size_t li = 0; li < cfg_->listeners.size(); ++li) layouts.push_back(metrics::Layout::build(*cfg_, li));
-    size_t n = cfg_->workers ? cfg_->workers : std::max(1u, std::thread::hardware_concurrency());
-    long fds = raise_fd_limit();
-    FULCRUM_LOG(kDebug, "descriptor limit %ld", fds);
+    for (size_t li = 0; li < cfg.listeners.size(); ++li) layouts.push_back(metrics::Layout::build(cfg, li));
+    size_t n = cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
+    std::vector<std::unique_ptr<Worker>> workers;
     for (size_t i = 0; i < n; ++i) {
       auto w = std::make_unique<Worker>(i);
       w->metrics = &metrics_.add_worker();
       if (access_log_) w->log_sink = std::make_unique<metrics::AccessLogSink>(*access_log_, w->loop);
-      for (size_t b = 0; b < backends_.size(); ++b)
-        w->pickers.push_back(std::make_unique<lb::Picker>(*backends_[b], 0x9E3779B97F4A7C15ull * (i + 1) + b));
+      for (size_t b = 0; b < backends.size(); ++b)
+        w->pickers.push_back(std::make_unique<lb::Picker>(*backends[b], 0x9E3779B97F4A7C15ull * (i + 1) + b));
       std::vector<lb::Picker*> picker_ptrs;
       for (auto& p : w->pickers) picker_ptrs.push_back(p.get());
       w->http_ctx = std::make_unique<http::HttpContext>(w->loop, backend_ptrs, picker_ptrs);
-      for (size_t li = 0; li < cfg_->listeners.size(); ++li) {
-        auto& l = cfg_->listeners[li];
+      for (size_t li = 0; li < cfg.listeners.size(); ++li) {
+        auto& l = cfg.listeners[li];
         if (l.protocol == config::Protocol::kUdp || l.protocol == config::Protocol::kDns) {
-          if (auto r = add_datagram_listener(*w, i, l); !r) return r;
+          if (auto r = add_datagram_listener(*w, i, l, backends, backend_index); !r) return r;
           continue;
         }
         if (l.protocol != config::Protocol::kTcp && l.protocol != config::Protocol::kHttp) continue;
-        auto fd = listen_socket(l.bind);
-        if (!fd) return Error{0, "listener '" + l.name + "': " + fd.error().message + ": " + strerror(fd.error().code)};
+        auto fd = socket_for(SocketType::kStream, l, i);
+        if (!fd) return fd.error();
         if (l.protocol == config::Protocol::kHttp) {
-          w->http.push_back(std::make_unique<http::HttpListener>(*w->http_ctx, *cfg_, l, routers[li], std::move(*fd)));
+          w->http.push_back(std::make_unique<http::HttpListener>(*w->http_ctx, cfg, l, routers[li], std::move(*fd)));
           w->http.back()->set_metrics(w->metrics->add_listener(layouts[li], w->log_sink.get()));
           continue;
         }
         size_t bi = backend_index(l.backend);
-        w->tcp.push_back(std::make_unique<l4::TcpListener>(w->loop, w->pipes, l, backends_[bi]->spec(),
+        w->tcp.push_back(std::make_unique<l4::TcpListener>(w->loop, w->pipes, l, backends[bi]->spec(),
                                                            *w->pickers[bi], std::move(*fd)));
         w->tcp.back()->set_metrics(w->metrics->add_listener(layouts[li], w->log_sink.get()));
       }
-      workers_.push_back(std::move(w));
+      workers.push_back(std::move(w));
     }
-    if (cfg_->admin) {  // bound now, so a port in use is reported at once; serves from run()
-      admin_ = std::make_unique<admin::AdminServer>(
-          control_, admin::Sources{&backends_, &metrics_, [this] { return access_log_.get(); }});
-      if (auto r = admin_->configure(*cfg_->admin); !r) return r.error();
-    }
+    backends_out = std::move(backends);
+    health_out = std::move(health);
+    workers_out = std::move(workers);
     return {};
+  }
+
+  // The listening socket for (type, address) and worker i, made once and kept across reloads;
+  // each listener gets its own descriptor for it (dup), so retiring one closes nothing shared.
+  Result<Fd> socket_for(SocketType type, const config::Listener& l, size_t worker) {
+    std::string key = (type == SocketType::kStream ? "tcp " : "udp ") + l.bind.to_string();
+    used_sockets_.insert(key);
+    auto& list = sockets_[key];
+    while (list.size() <= worker) {
+      auto fd = listen_socket(l.bind, type);
+      if (!fd)
+        return Error{fd.error().code, "listener '" + l.name + "': " + fd.error().message + ": " + strerror(fd.error().code)};
+      list.push_back(std::move(*fd));
+    }
+    int d = fcntl(list[worker].get(), F_DUPFD_CLOEXEC, 0);
+    if (d < 0) return Error{errno, "listener '" + l.name + "': dup: " + strerror(errno)};
+    return Fd(d);
+  }
+
+  // A reloaded server keeps what the running one knew (health, operator state, weight set by the
+  // API), so a reload neither re-checks the world nor forgets a drain.
+  void carry_over_state(upstream::Backend& b) {
+    for (auto& old : backends_) {
+      if (old->name() != b.name()) continue;
+      for (auto& s : b.servers()) {
+        upstream::Server* prev = old->find(s->name());
+        if (!prev || !(prev->address() == s->address())) continue;
+        if (b.spec().health.check != "none") s->set_health(prev->health());
+        s->set_admin(prev->admin());
+      }
+    }
+  }
+
+  // SIGHUP and POST /api/v1/reload. A config that does not load, validate or bind is refused and
+  // the running one keeps serving.
+  std::pair<bool, std::string> reload() {
+    if (stopping_) return {false, "stopping"};
+    auto loaded = config::load_file(cfg_->file);
+    if (auto* err = std::get_if<config::ConfigError>(&loaded)) return refuse_reload(err->to_string());
+    auto cfg = std::get<std::shared_ptr<const config::Config>>(loaded);
+    if (auto err = validate(*cfg)) return refuse_reload(err->to_string());
+    if (auto err = check_runnable(*cfg)) return refuse_reload(err->to_string());
+    std::vector<std::unique_ptr<upstream::Backend>> backends;
+    std::unique_ptr<health::HealthService> health;
+    std::vector<std::unique_ptr<Worker>> workers;
+    std::set<std::string> running = std::move(used_sockets_);
+    used_sockets_.clear();
+    if (auto r = build_generation(*cfg, backends, health, workers); !r) {
+      workers.clear();  // before the sockets they hold copies of
+      for (auto it = sockets_.begin(); it != sockets_.end();)  // bound for nothing: let them go
+        it = running.count(it->first) ? std::next(it) : sockets_.erase(it);
+      used_sockets_ = std::move(running);
+      return refuse_reload(r.error().message);
+    }
+    if (cfg->admin && admin_) {
+      if (auto r = admin_->configure(*cfg->admin); !r) FULCRUM_LOG(kWarn, "reload: admin: %s", r.error().message.c_str());
+    }
+    if (!(cfg->access_log.path == cfg_->access_log.path && cfg->access_log.format == cfg_->access_log.format))
+      FULCRUM_LOG(kWarn, "reload: access_log changes take effect at the next start");
+
+    auto old = std::make_unique<Retired>();
+    old->cfg = cfg_;
+    old->backends = std::move(backends_);
+    old->health = std::move(health_);
+    old->workers = std::move(workers_);
+    cfg_ = cfg;
+    backends_ = std::move(backends);
+    health_ = std::move(health);
+    workers_ = std::move(workers);
+    health_->start();
+    start_workers(workers_);
+    old->health->stop();
+    for (auto& w : old->workers) {
+      Worker* wp = w.get();
+      wp->loop.post([wp] { wp->stop_accepting(); });
+    }
+    // Sockets no listener uses any more close now; the old workers close their own copies.
+    for (auto it = sockets_.begin(); it != sockets_.end();)
+      it = used_sockets_.count(it->first) ? std::next(it) : sockets_.erase(it);
+    retired_.push_back(std::move(old));
+    retire_timer_.arm(Millis(50));
+    size_t servers = 0;
+    for (auto& b : cfg_->backends) servers += b.servers.size();
+    std::string summary = cfg_->file + ": reloaded: " + std::to_string(cfg_->listeners.size()) + " listeners, " +
+                          std::to_string(cfg_->backends.size()) + " backends, " + std::to_string(servers) + " servers";
+    FULCRUM_LOG(kInfo, "%s", summary.c_str());
+    return {true, summary};
+  }
+
+  std::pair<bool, std::string> refuse_reload(std::string why) {
+    FULCRUM_LOG(kError, "reload refused, the running config stays: %s", why.c_str());
+    return {false, why};
+  }
+
+  // Frees retired configs whose last connection has ended.
+  void retire_tick() {
+    std::erase_if(retired_, [](const std::unique_ptr<Retired>& r) { return r->sessions() == 0; });
+    if (!retired_.empty()) retire_timer_.arm(Millis(100));
+  }
+
+  void start_workers(std::vector<std::unique_ptr<Worker>>& workers) {
+    for (auto& w : workers) {
+      Worker* wp = w.get();
+      wp->thread = std::thread([wp] { wp->loop.run(); });
+    }
   }
 
   int run() override {
@@ -158,10 +319,7 @@ class RuntimeImpl final : public Runtime {
       return 1;
     }
     health_->start();  // after the signal mask (its thread inherits it), before traffic
-    for (auto& w : workers_) {
-      Worker* wp = w.get();
-      wp->thread = std::thread([wp] { wp->loop.run(); });
-    }
+    start_workers(workers_);
     for (auto& l : cfg_->listeners)
       FULCRUM_LOG(kInfo, "listening: %s %s on %s", l.name.c_str(), config::protocol_name(l.protocol),
                   l.bind.to_string().c_str());
@@ -172,6 +330,7 @@ class RuntimeImpl final : public Runtime {
     for (auto& w : workers_)
       if (w->thread.joinable()) w->thread.join();
     workers_.clear();
+    retired_.clear();
     health_->stop();  // after the workers: they may still eject a server into it
     control_.remove(signals.fd.get());
     FULCRUM_LOG(kInfo, "stopped");
@@ -180,31 +339,24 @@ class RuntimeImpl final : public Runtime {
 
  private:
   // A udp listener, or a dns listener with its UDP and TCP sockets on the same address.
-  Result<void> add_datagram_listener(Worker& w, size_t worker_index, const config::Listener& l) {
-    auto fail = [&l](const Error& e) {
-      return Error{e.code, "listener '" + l.name + "': " + e.message + ": " + strerror(e.code)};
-    };
-    auto udp = listen_socket(l.bind, SocketType::kDatagram);
-    if (!udp) return fail(udp.error());
+  template <typename Index>
+  Result<void> add_datagram_listener(Worker& w, size_t worker_index, const config::Listener& l,
+                                     std::vector<std::unique_ptr<upstream::Backend>>& backends, Index backend_index) {
+    auto udp = socket_for(SocketType::kDatagram, l, worker_index);
+    if (!udp) return udp.error();
     if (l.protocol == config::Protocol::kUdp) {
       size_t bi = backend_index(l.backend);
-      w.udp.push_back(std::make_unique<l4::UdpListener>(w.loop, l, backends_[bi]->spec(), *w.pickers[bi],
+      w.udp.push_back(std::make_unique<l4::UdpListener>(w.loop, l, backends[bi]->spec(), *w.pickers[bi],
                                                         std::move(*udp)));
       return {};
     }
-    auto tcp = listen_socket(l.bind, SocketType::kStream);
-    if (!tcp) return fail(tcp.error());
+    auto tcp = socket_for(SocketType::kStream, l, worker_index);
+    if (!tcp) return tcp.error();
     std::vector<dns::ZoneConfig> zones;
-    for (auto& z : l.zones) zones.push_back({z.name, backends_[backend_index(z.backend)].get(), z.ttl, z.answers});
+    for (auto& z : l.zones) zones.push_back({z.name, backends[backend_index(z.backend)].get(), z.ttl, z.answers});
     w.dns.push_back(std::make_unique<dns::DnsListener>(w.loop, l, zones, 0x2545F4914F6CDD1Dull * (worker_index + 1),
                                                        std::move(*udp), std::move(*tcp)));
     return {};
-  }
-
-  size_t backend_index(const std::string& name) const {
-    for (size_t i = 0; i < backends_.size(); ++i)
-      if (backends_[i]->name() == name) return i;
-    return 0;  // the loader guarantees the name exists
   }
 
   void on_signal(int sig) {
@@ -214,7 +366,8 @@ class RuntimeImpl final : public Runtime {
         begin_stop(sig == SIGTERM ? "SIGTERM" : "SIGINT");
         break;
       case SIGHUP:
-        FULCRUM_LOG(kWarn, "SIGHUP: reloading is not implemented in this build yet; the running config stays");
+        FULCRUM_LOG(kInfo, "SIGHUP: reloading %s", cfg_->file.c_str());
+        reload();
         break;
       case SIGUSR1:
         if (!access_log_) {
@@ -244,12 +397,14 @@ class RuntimeImpl final : public Runtime {
       Worker* wp = w.get();
       wp->loop.post([wp] { wp->stop_accepting(); });
     }
+    sockets_.clear();  // with every copy closed, the kernel stops completing handshakes for us
     drain_timer_.arm(Millis(20));
   }
 
   void drain_tick() {
     size_t left = 0;
     for (auto& w : workers_) left += w->sessions();
+    for (auto& r : retired_) left += r->sessions();
     if (left == 0) return control_.stop();
     if (Clock::now() >= stop_deadline_) {
       FULCRUM_LOG(kWarn, "shutdown_grace over: closing %zu connections", left);
@@ -264,8 +419,12 @@ class RuntimeImpl final : public Runtime {
   metrics::Registry metrics_;                     // outlives the workers, whose counters it holds
   std::unique_ptr<metrics::AccessLog> access_log_;  // after the workers: their sinks flush into it
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::unique_ptr<Retired>> retired_;  // older configs still finishing their connections
+  std::map<std::string, std::vector<Fd>> sockets_;  // "tcp ADDR" / "udp ADDR" -> one socket per worker
+  std::set<std::string> used_sockets_;               // keys the config being built uses
   EventLoop control_;
   Timer drain_timer_;
+  Timer retire_timer_;
   std::unique_ptr<admin::AdminServer> admin_;  // on control_; reads backends_ and metrics_
   bool stopping_ = false;
   TimePoint stop_deadline_{};

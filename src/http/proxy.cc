@@ -30,6 +30,10 @@
 
 namespace fulcrum::http {
 namespace {
+// How long an idle keep-alive connection stays open once its listener stops (graceful stop or a
+// reload): long enough to answer a request that was already on its way, short enough not to
+// hold up the stop.
+constexpr Millis kStopLinger{1000};
 
 constexpr size_t kBadBody = static_cast<size_t>(-1);
 // Steps one connection may take per loop turn before it yields to the others (and resumes on a
@@ -124,7 +128,8 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   bool step_tunnel();
   bool step_flush();
   bool step_linger();
-  int read_into(int fd, Buffer& buf, bool* readable, bool* eof);  // 1 read, 0 nothing, -1 fatal
+  // 1 read, 0 nothing, -1 fatal. `hup`: the peer's FIN or an error was seen with the last edge.
+  int read_into(int fd, Buffer& buf, bool* readable, bool* eof, bool hup);
   // Writes out_ and then `body` to the client; returns how many bytes of `body` went, or -1 when
   // the connection was closed.
   ssize_t write_client(std::string_view body, bool* progress);
@@ -166,6 +171,7 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   ResponseParser resp_parser_;
   State state_ = State::kIdle;
   bool readable_ = false;
+  bool hup_ = false;  // the client's FIN (or an error) came with an edge
   bool writable_ = true;
   bool read_eof_ = false;
   bool closed_ = false;
@@ -190,6 +196,7 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   bool req_done_ = true;
   bool req_body_sent_ = false;
   bool resp_head_done_ = false;
+  uint64_t client_bytes_ = 0;  // written to the client for this request (interim responses too)
   bool resp_started_ = false;  // a byte of the response has been read
   BodyKind resp_body_ = BodyKind::kNone;
   uint64_t resp_left_ = 0;
@@ -235,7 +242,7 @@ void ClientConn::start() {
 void ClientConn::set_state(State s) {
   state_ = s;
   switch (s) {
-    case State::kIdle: timer_.arm(l_.idle_timeout_); break;
+    case State::kIdle: timer_.arm(l_.stopping_ ? kStopLinger : l_.idle_timeout_); break;
     case State::kHead: timer_.arm(l_.header_timeout_); break;
     case State::kConnecting: timer_.arm(ctx_.backends[backend_]->spec().connect_timeout); break;
     case State::kExchange: timer_.arm(response_timeout()); break;
@@ -271,6 +278,7 @@ void ClientConn::on_timer() {
 void ClientConn::on_io(uint32_t events) {
   if (closed_) return;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable_ = true;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hup_ = true;
   if (events & EPOLLOUT) writable_ = true;
   drive();
 }
@@ -289,9 +297,16 @@ void ClientConn::on_upstream_io(uint32_t events) {
   drive();
 }
 
+// Stopping (graceful stop, or a reload retiring this listener): a busy connection answers its
+// request with "Connection: close"; an idle one stays open a moment, so that a request a client
+// sent just now is answered (with close) rather than cut off, then closes.
 void ClientConn::on_stop() {
-  keep_alive_ = false;
-  if (state_ == State::kIdle && in_.empty()) close("stopping");
+  // A busy connection finishes its exchange as promised (its response may already say
+  // keep-alive) and then idles as below; its next request is answered with close.
+  if (state_ != State::kIdle || !in_.empty()) return;
+  timer_.arm(kStopLinger);
+  readable_ = true;  // look once: a request may already be waiting
+  drive();
 }
 
 void ClientConn::drive() {
@@ -319,12 +334,18 @@ void ClientConn::drive() {
   }
 }
 
-int ClientConn::read_into(int fd, Buffer& buf, bool* readable, bool* eof) {
+int ClientConn::read_into(int fd, Buffer& buf, bool* readable, bool* eof, bool hup) {
   if (!*readable || *eof) return 0;
   if (!buf.reserve(1)) return 0;
-  ssize_t n = ::recv(fd, buf.space(), buf.space_size(), 0);
+  char* at = buf.space();
+  size_t room = buf.space_size();
+  ssize_t n = ::recv(fd, at, room, 0);
   if (n > 0) {
     buf.produced(static_cast<size_t>(n));
+    // A short read took all the socket had (TCP copies while data is queued), and bytes that
+    // come later raise a new edge: no recv is spent on seeing EAGAIN. Unless the peer's FIN came
+    // with the edge we woke for: no new edge would tell of it, so read on to the end.
+    if (static_cast<size_t>(n) < room && !hup) *readable = false;
     return 1;
   }
   if (n == 0) {
@@ -349,6 +370,7 @@ ssize_t ClientConn::write_client(std::string_view body, bool* progress) {
   *progress = true;
   size_t w = static_cast<size_t>(n);
   x_.bytes += w;
+  client_bytes_ += w;
   size_t from_out = std::min(w, out_.size());
   out_.consume(from_out);
   return static_cast<ssize_t>(w - from_out);
@@ -358,11 +380,7 @@ ssize_t ClientConn::write_client(std::string_view body, bool* progress) {
 
 bool ClientConn::step_head() {
   if (in_.empty()) {
-    if (l_.stopping_) {
-      close("stopping");
-      return false;
-    }
-    int r = read_into(fd_.get(), in_, &readable_, &read_eof_);
+    int r = read_into(fd_.get(), in_, &readable_, &read_eof_, hup_);
     if (r < 0) return close("read error"), false;
     if (read_eof_ && in_.empty()) return close("client closed"), false;
     if (r == 0) return false;
@@ -391,7 +409,7 @@ bool ClientConn::step_head() {
     return true;
   }
   if (read_eof_) return close("client closed mid-head"), false;
-  int r = read_into(fd_.get(), in_, &readable_, &read_eof_);
+  int r = read_into(fd_.get(), in_, &readable_, &read_eof_, hup_);
   if (r < 0) close("read error");
   return r > 0;
 }
@@ -425,6 +443,7 @@ void ClientConn::on_request(const RequestHead& head, size_t head_len) {
 
   tried_.clear();
   attempts_ = 0;
+  client_bytes_ = 0;
   upstream::Server* first = choose(&head, path, query);
   // The head goes out as we rewrite it; it stays whole in req_head_ until a response starts, so
   // that a retry can send it again.
@@ -650,10 +669,13 @@ bool ClientConn::step_exchange() {
   if (!resp_head_done_) {
     progress |= read_response_head();
     if (closed_ || state_ != State::kExchange) return true;
-    // Interim responses (ours or the backend's) go out while the final one is awaited.
-    if (write_client({}, &progress) < 0) return true;
-    return progress;
+    if (!resp_head_done_) {
+      // Interim responses (ours or the backend's) go out while the final one is awaited.
+      if (write_client({}, &progress) < 0) return true;
+      return progress;
+    }
   }
+  // The head (in out_) and the first body bytes go out together.
   progress |= forward_response_body();
   if (closed_ || state_ != State::kExchange) return true;
   if (!resp_done_ || !out_.empty()) return progress;
@@ -716,7 +738,7 @@ bool ClientConn::send_request() {
   // More body from the client, while the buffer has room (memory stays at one small block per
   // direction however large the body: the client is read only as fast as the backend takes it).
   if (!req_done_ && in_.size() == request_body_ready() && !in_.full()) {
-    int r = read_into(fd_.get(), in_, &readable_, &read_eof_);
+    int r = read_into(fd_.get(), in_, &readable_, &read_eof_, hup_);
     if (r < 0) return close("client read error"), true;
     if (read_eof_) return close("client closed mid-body"), true;
     if (r > 0) progress = true;
@@ -726,7 +748,7 @@ bool ClientConn::send_request() {
 
 bool ClientConn::read_response_head() {
   bool progress = false;
-  int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_);
+  int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_, up_->hup);
   if (r < 0) {
     upstream_failed("recv", errno, false, false);
     return true;
@@ -801,7 +823,12 @@ bool ClientConn::forward_response_body() {
   bool progress = false;
   if (resp_done_) return write_client({}, &progress) < 0 || progress;
   size_t body = response_body_ready();
-  if (body == kBadBody) return close("bad chunked response body"), true;
+  if (body == kBadBody) {
+    if (client_bytes_ > 0) return close("bad chunked response body"), true;
+    out_.clear();  // nothing of it went out yet: the client can still have a clean 502
+    bad_response("bad chunked body");
+    return true;
+  }
   std::string_view send_body = up_->in.view().substr(0, body);
   if (dechunk_) {
     size_t used = dechunk_into_out(body);
@@ -830,7 +857,7 @@ bool ClientConn::forward_response_body() {
       if (resp_body_ != BodyKind::kUntilClose) return close("backend closed mid-body"), true;
       return progress;
     }
-    int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_);
+    int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_, up_->hup);
     if (r < 0) return close("backend read error"), true;
     if (r > 0) progress = true;
   }
@@ -886,7 +913,7 @@ bool ClientConn::step_tunnel() {
     }
   }
   if (in_.empty() && !read_eof_) {
-    int r = read_into(fd_.get(), in_, &readable_, &read_eof_);
+    int r = read_into(fd_.get(), in_, &readable_, &read_eof_, hup_);
     if (r < 0) return close("tunnel client read"), false;
     if (r > 0) progress = true;
     if (read_eof_ && in_.empty()) ::shutdown(up_->fd.get(), SHUT_WR);
@@ -896,7 +923,7 @@ bool ClientConn::step_tunnel() {
   if (w < 0) return false;
   up_->in.consume(static_cast<size_t>(w));
   if (up_->in.empty() && !up_eof_) {
-    int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_);
+    int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_, up_->hup);
     if (r < 0) return close("tunnel upstream read"), false;
     if (r > 0) progress = true;
     if (up_eof_ && up_->in.empty() && out_.empty()) ::shutdown(fd_.get(), SHUT_WR);
@@ -938,7 +965,7 @@ bool ClientConn::step_flush() {
 
 bool ClientConn::step_linger() {
   in_.clear();
-  int r = read_into(fd_.get(), in_, &readable_, &read_eof_);
+  int r = read_into(fd_.get(), in_, &readable_, &read_eof_, hup_);
   in_.clear();
   if (r < 0 || read_eof_) return close("done"), false;
   return r > 0;
