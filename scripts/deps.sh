@@ -10,6 +10,8 @@ pkgs=(
   # integration tests and benchmarks: real servers and clients
   curl nginx-light haproxy wrk nghttp2-client dnsutils redis-server keepalived iproute2
   openssl python3 python3-pytest procps iputils-ping netcat-openbsd
+  # bench/dns.sh: dnsperf against fulcrum and NSD
+  dnsperf nsd
   # the admin dashboard's browser test: Debian's Chromium, driven by playwright-core from npm
   chromium nodejs
 )
@@ -32,7 +34,7 @@ if [ ! -d "$here/tests/dashboard/node_modules/playwright-core" ] && command -v n
   npm install --prefix "$here/tests/dashboard" --no-audit --no-fund --loglevel=error >/dev/null
 fi
 # Debian starts the services it installs; tests start their own instances on free ports.
-for s in nginx haproxy redis-server keepalived; do
+for s in nginx haproxy redis-server keepalived nsd; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$s" 2>/dev/null; then
     systemctl stop "$s" 2>/dev/null || true
   fi

@@ -10,7 +10,6 @@
 #include <deque>
 #include <fstream>
 #include <map>
-
 #include <nlohmann/json.hpp>
 
 #include "admin/assets.h"
@@ -57,11 +56,14 @@ std::string iso8601(std::chrono::system_clock::time_point t) {
 }
 
 int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
-double round3(double v) { return static_cast<double>(static_cast<int64_t>(v * 1000.0 + (v < 0 ? -0.5 : 0.5))) / 1000.0; }
+double round3(double v) {
+  return static_cast<double>(static_cast<int64_t>(v * 1000.0 + (v < 0 ? -0.5 : 0.5))) / 1000.0;
+}
 
 SimpleResponse json_response(int status, const json& body) {
   auto r = SimpleResponse::json(status, body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
@@ -107,30 +109,42 @@ std::vector<std::string> split_path(std::string_view path) {
 
 const char* health_name(upstream::Health h) {
   switch (h) {
-    case upstream::Health::kChecking: return "checking";
-    case upstream::Health::kUp: return "up";
-    case upstream::Health::kDown: return "down";
+    case upstream::Health::kChecking:
+      return "checking";
+    case upstream::Health::kUp:
+      return "up";
+    case upstream::Health::kDown:
+      return "down";
   }
   return "?";
 }
 
 char state_char(upstream::State s) {
   switch (s) {
-    case upstream::State::kChecking: return 'c';
-    case upstream::State::kUp: return 'u';
-    case upstream::State::kDown: return 'd';
-    case upstream::State::kDrain: return 'r';
-    case upstream::State::kDisabled: return 'x';
-    case upstream::State::kStandby: return 's';
+    case upstream::State::kChecking:
+      return 'c';
+    case upstream::State::kUp:
+      return 'u';
+    case upstream::State::kDown:
+      return 'd';
+    case upstream::State::kDrain:
+      return 'r';
+    case upstream::State::kDisabled:
+      return 'x';
+    case upstream::State::kStandby:
+      return 's';
   }
   return 'c';
 }
 
 const char* admin_name(upstream::Admin a) {
   switch (a) {
-    case upstream::Admin::kNone: return "none";
-    case upstream::Admin::kDrain: return "drain";
-    case upstream::Admin::kDisabled: return "disabled";
+    case upstream::Admin::kNone:
+      return "none";
+    case upstream::Admin::kDrain:
+      return "drain";
+    case upstream::Admin::kDisabled:
+      return "disabled";
   }
   return "?";
 }
@@ -154,15 +168,16 @@ class AdminServer::Impl {
       std::ifstream f(spec.token_file);
       if (!f) return Error{errno, "admin token_file " + spec.token_file + ": " + strerror(errno)};
       std::getline(f, token);
-      while (!token.empty() && (token.back() == '\r' || token.back() == ' ' || token.back() == '\t')) token.pop_back();
+      while (!token.empty() && (token.back() == '\r' || token.back() == ' ' || token.back() == '\t'))
+        token.pop_back();
       if (token.empty()) return Error{0, "admin token_file " + spec.token_file + ": the first line is empty"};
     }
     if (!server_ || !(spec.listen == listen_)) {
       auto next = std::make_unique<http::SimpleServer>(
           loop_, [this](const SimpleRequest& r, http::SimpleServer::Respond done) { done(handle(r)); });
       if (auto r = next->listen(spec.listen); !r)
-        return Error{r.error().code, "admin listen " + spec.listen.to_string() + ": " + r.error().message + ": " +
-                                         strerror(r.error().code)};
+        return Error{r.error().code, "admin listen " + spec.listen.to_string() + ": " + r.error().message +
+                                         ": " + strerror(r.error().code)};
       if (server_) {
         // This may run inside a handler of the old server (POST /api/v1/reload): let it finish
         // its turn before it goes.
@@ -197,7 +212,8 @@ class AdminServer::Impl {
       if (!get) return method_not_allowed("GET, HEAD");
       auto snap = src_.metrics->collect();
       auto r = SimpleResponse::text(
-          200, render_prometheus(snap, *src_.backends, src_.access_log ? src_.access_log() : nullptr, uptime()));
+          200,
+          render_prometheus(snap, *src_.backends, src_.access_log ? src_.access_log() : nullptr, uptime()));
       r.content_type = kPrometheusContentType;
       return r;
     }
@@ -220,9 +236,10 @@ class AdminServer::Impl {
       r.headers.emplace_back("Cache-Control", "no-cache");
       r.headers.emplace_back("X-Content-Type-Options", "nosniff");
       if (path == "/index.html") {
-        r.headers.emplace_back("Content-Security-Policy",
-                               "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                               "connect-src 'self'; frame-ancestors 'none'");
+        r.headers.emplace_back(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'none'");
         r.headers.emplace_back("X-Frame-Options", "DENY");
       }
       return r;
@@ -236,7 +253,8 @@ class AdminServer::Impl {
     constexpr std::string_view kBearer = "Bearer ";
     if (h.size() < kBearer.size()) return false;
     for (size_t i = 0; i < kBearer.size(); ++i)  // the scheme is case-insensitive (RFC 9110 11.1)
-      if (std::tolower(static_cast<unsigned char>(h[i])) != std::tolower(static_cast<unsigned char>(kBearer[i])))
+      if (std::tolower(static_cast<unsigned char>(h[i])) !=
+          std::tolower(static_cast<unsigned char>(kBearer[i])))
         return false;
     std::string_view given = std::string_view(h).substr(kBearer.size());
     while (!given.empty() && given.front() == ' ') given.remove_prefix(1);
@@ -256,10 +274,12 @@ class AdminServer::Impl {
     bool get = m == "GET" || m == "HEAD";
     const std::string& what = parts[2];
     if (what == "backends") {
-      if (parts.size() == 3) return get ? json_response(200, backends_json()) : method_not_allowed("GET, HEAD");
+      if (parts.size() == 3)
+        return get ? json_response(200, backends_json()) : method_not_allowed("GET, HEAD");
       const upstream::Backend* b = find_backend(parts[3]);
       if (b == nullptr) return error_response(404, "no backend named '" + parts[3] + "'");
-      if (parts.size() == 4) return get ? json_response(200, backend_json(*b)) : method_not_allowed("GET, HEAD");
+      if (parts.size() == 4)
+        return get ? json_response(200, backend_json(*b)) : method_not_allowed("GET, HEAD");
       if (parts[4] != "servers") return error_response(404, "no such API: " + req.path);
       if (parts.size() == 5) {
         if (!get) return method_not_allowed("GET, HEAD");
@@ -267,7 +287,8 @@ class AdminServer::Impl {
       }
       if (parts.size() != 6) return error_response(404, "no such API: " + req.path);
       upstream::Server* s = b->find(parts[5]);
-      if (s == nullptr) return error_response(404, "backend '" + b->name() + "' has no server named '" + parts[5] + "'");
+      if (s == nullptr)
+        return error_response(404, "backend '" + b->name() + "' has no server named '" + parts[5] + "'");
       if (get) return json_response(200, server_json(*b, *s));
       if (m == "PATCH" || m == "PUT") return patch_server(*b, *s, req);
       return method_not_allowed("GET, HEAD, PATCH");
@@ -298,18 +319,24 @@ class AdminServer::Impl {
   SimpleResponse patch_server(const upstream::Backend& b, upstream::Server& s, const SimpleRequest& req) {
     json body = json::parse(req.body, nullptr, false);
     if (body.is_discarded()) return error_response(400, "the body is not valid JSON");
-    if (!body.is_object()) return error_response(400, "the body must be a JSON object such as {\"state\": \"drain\"}");
+    if (!body.is_object())
+      return error_response(400, "the body must be a JSON object such as {\"state\": \"drain\"}");
     if (body.empty()) return error_response(400, "nothing to change: give \"state\" and/or \"weight\"");
     std::optional<upstream::Admin> admin;
     std::optional<uint32_t> weight;
     for (auto& [key, value] : body.items()) {
       if (key == "state") {
-        if (!value.is_string()) return error_response(400, "\"state\" must be a string: drain, disabled or up");
+        if (!value.is_string())
+          return error_response(400, "\"state\" must be a string: drain, disabled or up");
         std::string v = value.get<std::string>();
-        if (v == "drain") admin = upstream::Admin::kDrain;
-        else if (v == "disabled") admin = upstream::Admin::kDisabled;
-        else if (v == "up") admin = upstream::Admin::kNone;
-        else return error_response(400, "unknown state '" + v + "': expected drain, disabled or up");
+        if (v == "drain")
+          admin = upstream::Admin::kDrain;
+        else if (v == "disabled")
+          admin = upstream::Admin::kDisabled;
+        else if (v == "up")
+          admin = upstream::Admin::kNone;
+        else
+          return error_response(400, "unknown state '" + v + "': expected drain, disabled or up");
       } else if (key == "weight") {
         // Same range as the config's weight (0-256); 0 takes no new traffic, like drain.
         if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > 256)
@@ -328,8 +355,8 @@ class AdminServer::Impl {
       s.set_admin(*admin);
     }
     if (weight && *weight != s.base_weight()) {
-      FULCRUM_LOG(kInfo, "admin API (%s): backend %s server %s: weight %u -> %u", peer.c_str(), b.name().c_str(),
-                  s.name().c_str(), s.base_weight(), *weight);
+      FULCRUM_LOG(kInfo, "admin API (%s): backend %s server %s: weight %u -> %u", peer.c_str(),
+                  b.name().c_str(), s.name().c_str(), s.base_weight(), *weight);
       s.set_weight(*weight);
     }
     note_state(b, s, before, "admin API (" + req.peer.ip_string() + ")");
@@ -448,10 +475,11 @@ class AdminServer::Impl {
                 {"uptime_s", round3(uptime())},
                 {"stopping", stopping_},
                 {"interval_ms", 1000},
-                {"total", {{"rps", round3(t.rps)},
-                           {"err_rps", round3(t.err_rps)},
-                           {"p50_ms", t.has_latency ? json(round3(t.p50_ms)) : json(nullptr)},
-                           {"p99_ms", t.has_latency ? json(round3(t.p99_ms)) : json(nullptr)}}},
+                {"total",
+                 {{"rps", round3(t.rps)},
+                  {"err_rps", round3(t.err_rps)},
+                  {"p50_ms", t.has_latency ? json(round3(t.p50_ms)) : json(nullptr)},
+                  {"p99_ms", t.has_latency ? json(round3(t.p99_ms)) : json(nullptr)}}},
                 {"points", std::move(points)},
                 {"events", events_json()},
                 {"listeners", std::move(listeners)},
@@ -492,26 +520,28 @@ class AdminServer::Impl {
   static constexpr size_t kEvents = 200;
 
   // Why a server changed state between two samples, in words for the events list.
-  static std::string health_reason(const upstream::Backend& b, const upstream::Server& s, upstream::State from,
-                                   upstream::State to) {
+  static std::string health_reason(const upstream::Backend& b, const upstream::Server& s,
+                                   upstream::State from, upstream::State to) {
     if (s.ejected() && to != upstream::State::kUp) return "ejected: errors on live traffic";
     if (to == upstream::State::kStandby) return "spare back to standby";
     if (from == upstream::State::kStandby) return "spare stands in for a primary";
     upstream::CheckReport rep = s.last_check();
-    if (rep.valid) return "health check: " + (rep.detail.empty() ? rep.code : rep.detail) + " [" + rep.code + "]";
+    if (rep.valid)
+      return "health check: " + (rep.detail.empty() ? rep.code : rep.detail) + " [" + rep.code + "]";
     (void)b;
     return {};
   }
 
-  void add_event(const upstream::Backend& b, const upstream::Server& s, upstream::State from, upstream::State to,
-                 std::string reason) {
+  void add_event(const upstream::Backend& b, const upstream::Server& s, upstream::State from,
+                 upstream::State to, std::string reason) {
     events_.push_back({wall_ms(), b.name(), s.name(), upstream::state_name(from), upstream::state_name(to),
                        std::move(reason)});
     if (events_.size() > kEvents) events_.pop_front();
   }
 
   // An operator's change is recorded at once with who made it, and the next sample sees no change.
-  void note_state(const upstream::Backend& b, const upstream::Server& s, upstream::State before, std::string why) {
+  void note_state(const upstream::Backend& b, const upstream::Server& s, upstream::State before,
+                  std::string why) {
     upstream::State now = b.state_of(s);
     Track& t = tracks_[{b.name(), s.name()}];
     if (now != before) add_event(b, s, before, now, std::move(why));
@@ -524,7 +554,11 @@ class AdminServer::Impl {
     size_t skip = events_.size() > 50 ? events_.size() - 50 : 0;
     for (size_t i = skip; i < events_.size(); ++i) {
       const Event& e = events_[i];
-      arr.push_back(json{{"t", e.t_ms}, {"backend", e.backend}, {"server", e.server}, {"from", e.from}, {"to", e.to},
+      arr.push_back(json{{"t", e.t_ms},
+                         {"backend", e.backend},
+                         {"server", e.server},
+                         {"from", e.from},
+                         {"to", e.to},
                          {"reason", e.reason}});
     }
     return arr;

@@ -75,23 +75,37 @@ void histogram(Writer& w, const char* base, const metrics::SlotTotals& s) {
   uint64_t cum = 0;
   for (size_t b = 0; b < metrics::kBuckets; ++b) {
     cum += s.buckets[b];
-    w.begin(bucket).label("listener", s.listener).label("backend", s.backend).label("server", s.server)
-        .label("le", le_text(b)).value(cum);
+    w.begin(bucket)
+        .label("listener", s.listener)
+        .label("backend", s.backend)
+        .label("server", s.server)
+        .label("le", le_text(b))
+        .value(cum);
   }
-  w.begin(std::string(base) + "_sum").label("listener", s.listener).label("backend", s.backend)
-      .label("server", s.server).value(static_cast<double>(s.sum_us) / 1e6);
-  w.begin(std::string(base) + "_count").label("listener", s.listener).label("backend", s.backend)
-      .label("server", s.server).value(cum);
+  w.begin(std::string(base) + "_sum")
+      .label("listener", s.listener)
+      .label("backend", s.backend)
+      .label("server", s.server)
+      .value(static_cast<double>(s.sum_us) / 1e6);
+  w.begin(std::string(base) + "_count")
+      .label("listener", s.listener)
+      .label("backend", s.backend)
+      .label("server", s.server)
+      .value(cum);
 }
 
 }  // namespace
 
 void append_label_value(std::string& out, std::string_view v) {
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
 }
 
@@ -115,29 +129,42 @@ std::string render_prometheus(const metrics::Snapshot& snap,
     if (s.tcp) continue;
     for (size_t c = 0; c < metrics::kCodeClasses; ++c) {
       if (s.codes[c] == 0 && c != 1) continue;  // 2xx always, so a fresh server has a series
-      w.begin("fulcrum_requests_total").label("listener", s.listener).label("backend", s.backend)
-          .label("server", s.server).label("code", metrics::code_class_name(c)).value(s.codes[c]);
+      w.begin("fulcrum_requests_total")
+          .label("listener", s.listener)
+          .label("backend", s.backend)
+          .label("server", s.server)
+          .label("code", metrics::code_class_name(c))
+          .value(s.codes[c]);
     }
   }
   w.family("fulcrum_request_duration_seconds", "histogram",
            "HTTP request duration, from the request head to the end of the response.");
   for (auto& s : snap.slots)
     if (!s.tcp) histogram(w, "fulcrum_request_duration_seconds", s);
-  w.family("fulcrum_response_bytes_total", "counter", "Bytes sent to clients (http: responses; tcp: the stream).");
+  w.family("fulcrum_response_bytes_total", "counter",
+           "Bytes sent to clients (http: responses; tcp: the stream).");
   for (auto& s : snap.slots)
-    w.begin("fulcrum_response_bytes_total").label("listener", s.listener).label("backend", s.backend)
-        .label("server", s.server).value(s.bytes);
-  w.family("fulcrum_tcp_connections_total", "counter", "TCP proxy sessions finished, by listener, backend and server.");
+    w.begin("fulcrum_response_bytes_total")
+        .label("listener", s.listener)
+        .label("backend", s.backend)
+        .label("server", s.server)
+        .value(s.bytes);
+  w.family("fulcrum_tcp_connections_total", "counter",
+           "TCP proxy sessions finished, by listener, backend and server.");
   for (auto& s : snap.slots)
     if (s.tcp)
-      w.begin("fulcrum_tcp_connections_total").label("listener", s.listener).label("backend", s.backend)
-          .label("server", s.server).value(s.count);
+      w.begin("fulcrum_tcp_connections_total")
+          .label("listener", s.listener)
+          .label("backend", s.backend)
+          .label("server", s.server)
+          .value(s.count);
   w.family("fulcrum_tcp_connection_duration_seconds", "histogram", "TCP proxy session lifetimes.");
   for (auto& s : snap.slots)
     if (s.tcp) histogram(w, "fulcrum_tcp_connection_duration_seconds", s);
 
   w.family("fulcrum_active_connections", "gauge", "Client connections open now, by listener.");
-  for (auto& l : snap.listeners) w.begin("fulcrum_active_connections").label("listener", l.name).value(l.active);
+  for (auto& l : snap.listeners)
+    w.begin("fulcrum_active_connections").label("listener", l.name).value(l.active);
   w.family("fulcrum_accepted_connections_total", "counter", "Client connections accepted, by listener.");
   for (auto& l : snap.listeners)
     w.begin("fulcrum_accepted_connections_total").label("listener", l.name).value(l.accepted);
@@ -149,8 +176,10 @@ std::string render_prometheus(const metrics::Snapshot& snap,
   for (auto& l : snap.listeners)
     for (size_t r = 0; r < metrics::kRefusals; ++r)
       if (l.refusals[r])
-        w.begin("fulcrum_refused_total").label("listener", l.name)
-            .label("reason", metrics::refusal_name(static_cast<metrics::Refusal>(r))).value(l.refusals[r]);
+        w.begin("fulcrum_refused_total")
+            .label("listener", l.name)
+            .label("reason", metrics::refusal_name(static_cast<metrics::Refusal>(r)))
+            .value(l.refusals[r]);
   w.family("fulcrum_cache_hits_total", "counter", "Responses served from the cache, by listener.");
   for (auto& l : snap.listeners)
     if (!l.tcp) w.begin("fulcrum_cache_hits_total").label("listener", l.name).value(l.cache_hits);
@@ -170,17 +199,20 @@ std::string render_prometheus(const metrics::Snapshot& snap,
     }
   };
   w.family("fulcrum_server_up", "gauge", "1 when the server takes new traffic (state up), else 0.");
-  each("fulcrum_server_up", [&](const Row& r) {
-    w.value(uint64_t{r.b->state_of(*r.s) == upstream::State::kUp ? 1u : 0u});
-  });
+  each("fulcrum_server_up",
+       [&](const Row& r) { w.value(uint64_t{r.b->state_of(*r.s) == upstream::State::kUp ? 1u : 0u}); });
   w.family("fulcrum_server_state", "gauge",
-           "The server's state as the API shows it: 1 for the current one of checking, up, down, drain, disabled, standby.");
+           "The server's state as the API shows it: 1 for the current one of checking, up, down, drain, "
+           "disabled, standby.");
   for (auto& r : rows) {
     upstream::State now = r.b->state_of(*r.s);
-    for (auto st : {upstream::State::kChecking, upstream::State::kUp, upstream::State::kDown, upstream::State::kDrain,
-                    upstream::State::kDisabled, upstream::State::kStandby})
-      w.begin("fulcrum_server_state").label("backend", r.b->name()).label("server", r.s->name())
-          .label("state", upstream::state_name(st)).value(uint64_t{st == now ? 1u : 0u});
+    for (auto st : {upstream::State::kChecking, upstream::State::kUp, upstream::State::kDown,
+                    upstream::State::kDrain, upstream::State::kDisabled, upstream::State::kStandby})
+      w.begin("fulcrum_server_state")
+          .label("backend", r.b->name())
+          .label("server", r.s->name())
+          .label("state", upstream::state_name(st))
+          .value(uint64_t{st == now ? 1u : 0u});
   }
   w.family("fulcrum_server_weight", "gauge",
            "The weight balancers use now, in config units (after slow start and agent reports).");
@@ -193,48 +225,70 @@ std::string render_prometheus(const metrics::Snapshot& snap,
     upstream::ReportedLoad load = r.s->reported_load();
     if (!load.valid) continue;
     if (load.cpu_ppm)
-      w.begin("fulcrum_server_reported_load").label("backend", r.b->name()).label("server", r.s->name())
-          .label("resource", "cpu").value(*load.cpu_ppm / 1e6);
+      w.begin("fulcrum_server_reported_load")
+          .label("backend", r.b->name())
+          .label("server", r.s->name())
+          .label("resource", "cpu")
+          .value(*load.cpu_ppm / 1e6);
     if (load.mem_ppm)
-      w.begin("fulcrum_server_reported_load").label("backend", r.b->name()).label("server", r.s->name())
-          .label("resource", "mem").value(*load.mem_ppm / 1e6);
+      w.begin("fulcrum_server_reported_load")
+          .label("backend", r.b->name())
+          .label("server", r.s->name())
+          .label("resource", "mem")
+          .value(*load.mem_ppm / 1e6);
   }
-  w.family("fulcrum_agent_checks_total", "counter", "Agent probes (health.agent) by result: ok, malformed, failed.");
+  w.family("fulcrum_agent_checks_total", "counter",
+           "Agent probes (health.agent) by result: ok, malformed, failed.");
   for (auto& r : rows) {
     if (!r.b->spec().health.agent) continue;
-    for (auto res : {upstream::AgentResult::kOk, upstream::AgentResult::kMalformed, upstream::AgentResult::kFailed})
-      w.begin("fulcrum_agent_checks_total").label("backend", r.b->name()).label("server", r.s->name())
-          .label("result", upstream::agent_result_name(res)).value(r.s->agent_results(res));
+    for (auto res :
+         {upstream::AgentResult::kOk, upstream::AgentResult::kMalformed, upstream::AgentResult::kFailed})
+      w.begin("fulcrum_agent_checks_total")
+          .label("backend", r.b->name())
+          .label("server", r.s->name())
+          .label("result", upstream::agent_result_name(res))
+          .value(r.s->agent_results(res));
   }
-  w.family("fulcrum_server_active_requests", "gauge", "Requests (http) or connections (tcp) in flight to the server.");
+  w.family("fulcrum_server_active_requests", "gauge",
+           "Requests (http) or connections (tcp) in flight to the server.");
   each("fulcrum_server_active_requests", [&](const Row& r) { w.value(static_cast<double>(r.s->active())); });
-  w.family("fulcrum_server_attempts_total", "counter", "Requests or connections sent to the server, retries included.");
+  w.family("fulcrum_server_attempts_total", "counter",
+           "Requests or connections sent to the server, retries included.");
   each("fulcrum_server_attempts_total", [&](const Row& r) { w.value(r.s->requests()); });
-  w.family("fulcrum_server_failures_total", "counter", "Connect failures, resets and bad responses from the server.");
+  w.family("fulcrum_server_failures_total", "counter",
+           "Connect failures, resets and bad responses from the server.");
   each("fulcrum_server_failures_total", [&](const Row& r) { w.value(r.s->failures()); });
   w.family("fulcrum_server_response_time_seconds", "gauge",
            "Decaying average of the server's response (http) or connect (tcp) time.");
-  each("fulcrum_server_response_time_seconds", [&](const Row& r) { w.value(static_cast<double>(r.s->ewma_us()) / 1e6); });
-  w.family("fulcrum_server_ejections_total", "counter", "Passive ejections: errors on live traffic took the server out.");
+  each("fulcrum_server_response_time_seconds",
+       [&](const Row& r) { w.value(static_cast<double>(r.s->ewma_us()) / 1e6); });
+  w.family("fulcrum_server_ejections_total", "counter",
+           "Passive ejections: errors on live traffic took the server out.");
   each("fulcrum_server_ejections_total", [&](const Row& r) { w.value(r.s->ejections()); });
-  w.family("fulcrum_server_health_transitions_total", "counter", "Health state changes (checking, up, down).");
+  w.family("fulcrum_server_health_transitions_total", "counter",
+           "Health state changes (checking, up, down).");
   each("fulcrum_server_health_transitions_total", [&](const Row& r) { w.value(r.s->transitions()); });
   w.family("fulcrum_health_checks_total", "counter",
-           "Active health checks finished, by result (OK, or a failure code such as L4TOUT, L4CON, L7STS, L7BODY).");
+           "Active health checks finished, by result (OK, or a failure code such as L4TOUT, L4CON, L7STS, "
+           "L7BODY).");
   for (auto& r : rows) {
     if (r.b->spec().health.check == "none") continue;
     for (size_t i = 0; i < health::kReasonCount; ++i) {
       uint64_t n = r.s->checks(i);
       if (n == 0 && i != 0) continue;
-      w.begin("fulcrum_health_checks_total").label("backend", r.b->name()).label("server", r.s->name())
-          .label("result", health::reason_code(static_cast<health::Reason>(i))).value(n);
+      w.begin("fulcrum_health_checks_total")
+          .label("backend", r.b->name())
+          .label("server", r.s->name())
+          .label("result", health::reason_code(static_cast<health::Reason>(i)))
+          .value(n);
     }
   }
 
   if (access_log) {
     w.family("fulcrum_access_log_lines_total", "counter", "Access log lines handed to the writer.");
     w.begin("fulcrum_access_log_lines_total").value(access_log->lines());
-    w.family("fulcrum_access_log_dropped_total", "counter", "Access log lines dropped because the writer fell behind.");
+    w.family("fulcrum_access_log_dropped_total", "counter",
+             "Access log lines dropped because the writer fell behind.");
     w.begin("fulcrum_access_log_dropped_total").value(access_log->dropped());
   }
   return out;

@@ -20,7 +20,8 @@ namespace fulcrum::admin {
 
 inline constexpr const char* kPrometheusContentType = "text/plain; version=0.0.4; charset=utf-8";
 
-std::string render_prometheus(const metrics::Snapshot& snap, const std::vector<std::unique_ptr<upstream::Backend>>& backends,
+std::string render_prometheus(const metrics::Snapshot& snap,
+                              const std::vector<std::unique_ptr<upstream::Backend>>& backends,
                               const metrics::AccessLog* access_log, double uptime_seconds);
 
 // A label value with \, " and newline escaped (exposition format rules).

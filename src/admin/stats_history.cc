@@ -72,7 +72,8 @@ StatsHistory::Rate StatsHistory::server(const std::string& backend, const std::s
     auto it = s.servers.find({backend, server});
     return it == s.servers.end() ? nullptr : &it->second;
   };
-  return rate(find(samples_.back()), find(samples_.front()), samples_.back().mono_s - samples_.front().mono_s);
+  return rate(find(samples_.back()), find(samples_.front()),
+              samples_.back().mono_s - samples_.front().mono_s);
 }
 
 StatsHistory::Rate StatsHistory::backend(const std::string& backend) const {
@@ -81,12 +82,14 @@ StatsHistory::Rate StatsHistory::backend(const std::string& backend) const {
     auto it = s.backends.find(backend);
     return it == s.backends.end() ? nullptr : &it->second;
   };
-  return rate(find(samples_.back()), find(samples_.front()), samples_.back().mono_s - samples_.front().mono_s);
+  return rate(find(samples_.back()), find(samples_.front()),
+              samples_.back().mono_s - samples_.front().mono_s);
 }
 
 StatsHistory::Rate StatsHistory::total() const {
   if (samples_.size() < 2) return {};
-  return rate(&samples_.back().total, &samples_.front().total, samples_.back().mono_s - samples_.front().mono_s);
+  return rate(&samples_.back().total, &samples_.front().total,
+              samples_.back().mono_s - samples_.front().mono_s);
 }
 
 }  // namespace fulcrum::admin

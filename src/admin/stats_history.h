@@ -22,11 +22,11 @@ class StatsHistory {
   static constexpr size_t kWindow = 10;       // seconds behind the per-server rates
 
   struct Point {
-    int64_t t_ms = 0;  // wall clock, for the chart's axis
-    double rps = 0;    // http requests and tcp connections finished per second
-    double err_rps = 0;  // 5xx per second
+    int64_t t_ms = 0;               // wall clock, for the chart's axis
+    double rps = 0;                 // http requests and tcp connections finished per second
+    double err_rps = 0;             // 5xx per second
     double p50_ms = 0, p99_ms = 0;  // http only
-    uint64_t active = 0;  // open client connections
+    uint64_t active = 0;            // open client connections
     std::vector<std::pair<std::string, double>> backend_rps;  // requests/s by backend
   };
   struct Rate {

@@ -1,9 +1,14 @@
+// `fulcrum demo`: three in-process application servers, each on its own EventLoop thread with a
+// load agent that reports the CPU its thread really uses (demo_agent.h), behind a balancer run
+// from an embedded config. The owner thread starts and stops them; each server's state belongs to
+// its own thread.
 #include "app/demo.h"
 
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -12,6 +17,7 @@
 #include <thread>
 #include <variant>
 
+#include "app/demo_agent.h"
 #include "app/runtime.h"
 #include "app/validate.h"
 #include "config/loader.h"
@@ -25,26 +31,38 @@ namespace {
 struct DemoApp {
   std::string name;
   uint16_t port;
+  uint16_t agent_port;
   int delay_ms;
   std::string speed;
 };
 
 const DemoApp kApps[] = {
-    {"app1", 9101, 5, "fast"},
-    {"app2", 9102, 30, "medium"},
-    {"app3", 9103, 150, "slow"},
+    {"app1", 9101, 9201, 5, "fast"},
+    {"app2", 9102, 9202, 30, "medium"},
+    {"app3", 9103, 9203, 150, "slow"},
 };
 
+// The longest /work?ms=N: enough to keep a server busy, short enough not to wedge it.
+constexpr int kMaxWorkMs = 2000;
+
 // One demo application server: it keeps login sessions in its own memory, as many real
-// applications do, so a balancer that sends a user elsewhere "logs them out".
+// applications do, so a balancer that sends a user elsewhere "logs them out". Its load agent
+// reports the CPU its thread uses; GET /work?ms=N burns N ms of CPU, as a batch job would.
 class DemoServer {
  public:
   DemoServer(EventLoop& loop, const DemoApp& app)
-      : loop_(loop), app_(app), server_(loop, [this](const http::SimpleRequest& r, http::SimpleServer::Respond done) {
+      : loop_(loop),
+        app_(app),
+        server_(loop, [this](const http::SimpleRequest& r, http::SimpleServer::Respond done) {
           handle(r, std::move(done));
-        }) {}
+        }),
+        meter_(loop),
+        agent_(loop, meter_) {}
 
-  Result<void> start() { return server_.listen(*SocketAddress::parse("127.0.0.1:" + std::to_string(app_.port))); }
+  Result<void> start() {
+    if (auto r = server_.listen(*SocketAddress::parse("127.0.0.1:" + std::to_string(app_.port))); !r) return r;
+    return agent_.listen(*SocketAddress::parse("127.0.0.1:" + std::to_string(app_.agent_port)));
+  }
 
  private:
   static bool ends_with(const std::string& s, std::string_view suffix) {
@@ -52,6 +70,10 @@ class DemoServer {
   }
 
   void handle(const http::SimpleRequest& r, http::SimpleServer::Respond done) {
+    if (r.path == "/work") {
+      int ms = std::clamp(std::atoi(r.query_param("ms").c_str()), 0, kMaxWorkMs);
+      return work(int64_t{ms} * 1000000, ms, std::move(done));
+    }
     http::SimpleResponse resp = route(r);
     resp.headers.emplace_back("X-Served-By", app_.name);
     if (r.path == "/health" || app_.delay_ms == 0) return done(std::move(resp));
@@ -60,6 +82,25 @@ class DemoServer {
     std::erase_if(pending_, [](const std::unique_ptr<Timer>& t) { return !t->armed(); });
     pending_.push_back(std::make_unique<Timer>(loop_, [done, shared] { done(std::move(*shared)); }));
     pending_.back()->arm(Millis(app_.delay_ms));
+  }
+
+  // GET /work?ms=N: N ms of real CPU on this server's own thread (the other servers run on
+  // theirs), so its agent reports it. Burnt in 10ms slices with a turn of the loop between them,
+  // so that the server's agent and health check still answer while it is busy, as they would on
+  // a multi-threaded server.
+  void work(int64_t left_ns, int ms, http::SimpleServer::Respond done) {
+    int64_t slice = std::min<int64_t>(left_ns, 10000000);
+    int64_t until = CpuMeter::thread_cpu_ns() + slice;
+    volatile uint64_t spin = 0;
+    while (CpuMeter::thread_cpu_ns() < until) spin = spin + 1;
+    left_ns -= slice;
+    if (left_ns > 0) {
+      loop_.post([this, left_ns, ms, done = std::move(done)]() mutable { work(left_ns, ms, std::move(done)); });
+      return;
+    }
+    auto resp = http::SimpleResponse::text(200, app_.name + " worked " + std::to_string(ms) + "ms of CPU\n");
+    resp.headers.emplace_back("X-Served-By", app_.name);
+    done(std::move(resp));
   }
 
   http::SimpleResponse route(const http::SimpleRequest& r) {
@@ -75,6 +116,11 @@ class DemoServer {
     if (r.path == "/recover" && r.method == "POST") {
       failing_ = false;
       return http::SimpleResponse::text(200, app_.name + " passes its health check again\n");
+    }
+    if ((r.path == "/drain" || r.path == "/undrain") && r.method == "POST") {
+      bool drain = r.path == "/drain";
+      agent_.set_drain(drain);
+      return http::SimpleResponse::text(200, app_.name + (drain ? "'s agent now says drain\n" : "'s agent now says up\n"));
     }
     if (ends_with(r.path, "/login")) {
       std::string user = r.query_param("user");
@@ -105,6 +151,15 @@ class DemoServer {
   std::mt19937_64 rng_{std::random_device{}()};
   std::vector<std::unique_ptr<Timer>> pending_;
   bool failing_ = false;
+  CpuMeter meter_;
+  LoadAgent agent_;
+};
+
+// A demo server with its loop and thread: per-thread CPU time is then per-server CPU time.
+struct DemoHost {
+  EventLoop loop;
+  std::unique_ptr<DemoServer> server;
+  std::thread thread;
 };
 
 }  // namespace
@@ -127,17 +182,26 @@ backends:
   - name: apps
     balance: least_time
     sticky: { cookie: FULCRUM_SERVER }
-    health: { check: http, path: /health, expect_body: '"status":"UP"', interval: 1s, timeout: 500ms, rise: 2, fall: 2 }
+    health:
+      check: http
+      path: /health
+      expect_body: '"status":"UP"'
+      interval: 1s
+      timeout: 500ms
+      rise: 2
+      fall: 2
+      agent: { interval: 1s }              # each app reports its CPU use on its agent_port
     servers:
-      - { name: app1, address: 127.0.0.1:9101 }
-      - { name: app2, address: 127.0.0.1:9102 }
-      - { name: app3, address: 127.0.0.1:9103 }
+      - { name: app1, address: 127.0.0.1:9101, agent_port: 9201 }
+      - { name: app2, address: 127.0.0.1:9102, agent_port: 9202 }
+      - { name: app3, address: 127.0.0.1:9103, agent_port: 9203 }
   - name: apps_rr
     balance: round_robin
+    health: { agent: { interval: 1s } }    # weights follow the CPU the agents report
     servers:
-      - { name: app1, address: 127.0.0.1:9101 }
-      - { name: app2, address: 127.0.0.1:9102 }
-      - { name: app3, address: 127.0.0.1:9103 }
+      - { name: app1, address: 127.0.0.1:9101, agent_port: 9201 }
+      - { name: app2, address: 127.0.0.1:9102, agent_port: 9202 }
+      - { name: app3, address: 127.0.0.1:9103, agent_port: 9203 }
   - name: apps_hash
     balance: hash
     hash_key: query:user
@@ -179,23 +243,29 @@ int run_demo(bool print_config_only) {
   for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&mask, s);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
 
-  EventLoop apps_loop;
-  std::vector<std::unique_ptr<DemoServer>> apps;
+  // Each server is built and listening before its thread starts, so nothing here races it.
+  std::vector<std::unique_ptr<DemoHost>> hosts;
+  auto stop_apps = [&hosts] {
+    for (auto& h : hosts) h->loop.stop();
+    for (auto& h : hosts)
+      if (h->thread.joinable()) h->thread.join();
+  };
   for (auto& a : kApps) {
-    apps.push_back(std::make_unique<DemoServer>(apps_loop, a));
-    if (auto r = apps.back()->start(); !r) {
-      std::fprintf(stderr, "fulcrum demo: cannot start %s on 127.0.0.1:%u: %s\n", a.name.c_str(), a.port,
-                   strerror(r.error().code));
+    auto& h = *hosts.emplace_back(std::make_unique<DemoHost>());
+    h.server = std::make_unique<DemoServer>(h.loop, a);
+    if (auto r = h.server->start(); !r) {
+      std::fprintf(stderr, "fulcrum demo: cannot start %s on 127.0.0.1:%u (agent %u): %s\n", a.name.c_str(), a.port,
+                   a.agent_port, strerror(r.error().code));
+      stop_apps();
       return 1;
     }
   }
-  std::thread apps_thread([&] { apps_loop.run(); });
+  for (auto& h : hosts) h->thread = std::thread([&loop = h->loop] { loop.run(); });
 
   auto rt = Runtime::create(cfg);
   if (!rt) {
     std::fprintf(stderr, "fulcrum demo: %s\n", rt.error().message.c_str());
-    apps_loop.stop();
-    apps_thread.join();
+    stop_apps();
     return 1;
   }
   std::printf(
@@ -217,12 +287,20 @@ int run_demo(bool print_config_only) {
       "Health checks: make app1 fail its check, watch it leave, then bring it back:\n"
       "  curl -s -X POST http://127.0.0.1:9101/fail; sleep 3; for i in 1 2 3; do curl -s http://127.0.0.1:8080/; done\n"
       "  curl -s -X POST http://127.0.0.1:9101/recover\n\n"
+      "Server-reported load: each app runs an agent (ports 9201-9203) that reports the CPU it really uses,\n"
+      "and fulcrum scales its weight by 1 - cpu. Keep app3 busy for 20s and watch round robin send it less:\n"
+      "  cat < /dev/tcp/127.0.0.1/9203                     # what app3's agent says: up cpu=0.00\n"
+      "  for j in 1 2; do for i in $(seq 50); do curl -s 'http://127.0.0.1:9103/work?ms=200' >/dev/null; done & done\n"
+      "  sleep 3; cat < /dev/tcp/127.0.0.1/9203            # up cpu=0.97 (less if the machine is busy elsewhere)\n"
+      "  for i in $(seq 40); do curl -s http://127.0.0.1:8080/rr/; done | sort | uniq -c   # app3: few or none\n"
+      "An app can also ask to be drained through its agent:\n"
+      "  curl -s -X POST http://127.0.0.1:9102/drain; sleep 2; for i in 1 2 3; do curl -s http://127.0.0.1:8080/rr/; done\n"
+      "  curl -s -X POST http://127.0.0.1:9102/undrain\n\n"
       "Stop with Ctrl-C.\n",
       path.c_str());
   std::fflush(stdout);
   int rc = (*rt)->run();
-  apps_loop.stop();
-  apps_thread.join();
+  stop_apps();
   return rc;
 }
 

@@ -218,7 +218,7 @@ class RuntimeImpl final : public Runtime {
     return Fd(d);
   }
 
-  // A reloaded server keeps what the running one knew (health, operator state, weight set by the
+  // A reloaded server keeps what the running one knew (health, operator state, agent reports, weight set by the
   // API), so a reload neither re-checks the world nor forgets a drain.
   void carry_over_state(upstream::Backend& b) {
     for (auto& old : backends_) {
@@ -228,6 +228,7 @@ class RuntimeImpl final : public Runtime {
         if (!prev || !(prev->address() == s->address())) continue;
         if (b.spec().health.check != "none") s->set_health(prev->health());
         s->set_admin(prev->admin());
+        if (b.spec().health.agent) s->restore_reported_load(prev->reported_load());
       }
     }
   }

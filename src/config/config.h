@@ -166,8 +166,9 @@ struct Passive {
 };
 
 struct Agent {
-  uint16_t port = 0;
+  uint16_t port = 0;  // 0: every server has its own agent_port
   Millis interval{2000};
+  Mark mark;
 };
 
 struct Health {

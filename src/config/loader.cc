@@ -792,11 +792,15 @@ class Parser {
     }
     if (b.servers.empty())
       fail(servers.mark(), "backend " + in_quotes(b.name) + " needs at least one server");
-    for (const Server& s : b.servers)
+    for (const Server& s : b.servers) {
       if (s.agent_port != 0 && !b.health.agent)
         fail(s.agent_port_mark, "server " + in_quotes(s.name) +
                                     " has an agent_port, but backend " + in_quotes(b.name) +
                                     " has no health.agent to use it");
+      if (b.health.agent && b.health.agent->port == 0 && s.agent_port == 0)
+        fail(b.health.agent->mark, "health.agent needs a port: server " + in_quotes(s.name) +
+                                       " has no agent_port of its own");
+    }
     // Spares only stand in for primaries that are down; with no primary none would ever serve.
     if (std::all_of(b.servers.begin(), b.servers.end(), [](const Server& s) { return s.backup; }))
       fail(servers.mark(),
@@ -882,7 +886,9 @@ class Parser {
     if (const Field* a = m.get("agent")) {
       Map am(*a, "agent", {"port", "interval"});
       Agent agent;
-      agent.port = static_cast<uint16_t>(num(am.need("port"), 1, 65535));
+      // Optional when every server has an agent_port of its own (checked with the servers).
+      if (const Field* p = am.get("port")) agent.port = static_cast<uint16_t>(num(*p, 1, 65535));
+      agent.mark = am.mark();
       if (const Field* i = am.get("interval")) agent.interval = duration(*i, false);
       h.agent = agent;
     }

@@ -273,8 +273,12 @@ class HealthService::Impl final : public upstream::EjectionListener, public Slot
     srv.apply_agent_report(*reply);
     upstream::AgentState after = srv.agent_state();
     if (after != before) {
+      // An agent's first `up` changes nothing a user would notice: debug, not one line per server
+      // at every start.
       bool worse = after == upstream::AgentState::kDown || after == upstream::AgentState::kDrain;
-      log_transition(worse ? LogLevel::kWarn : LogLevel::kInfo, "backend %s server %s: agent says %s (was %s)%s [AGENT]",
+      bool first_up = before == upstream::AgentState::kNone && after == upstream::AgentState::kUp;
+      log_transition(worse ? LogLevel::kWarn : first_up ? LogLevel::kDebug : LogLevel::kInfo,
+                     "backend %s server %s: agent says %s (was %s)%s [AGENT]",
                      backend, server, upstream::agent_state_name(after), upstream::agent_state_name(before),
                      ramp ? (", slow start over " + format_millis(s.ctx.cfg->slow_start)).c_str() : "");
     }

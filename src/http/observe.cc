@@ -11,8 +11,10 @@ void observe_request(metrics::ListenerMetrics* m, metrics::Exchange& x, const Re
   if (!m->logging()) return;
   std::string_view referer, agent;
   for (const Header& h : head.headers) {
-    if (h.token == HeaderToken::kReferer && referer.empty()) referer = h.value;
-    else if (h.token == HeaderToken::kUserAgent && agent.empty()) agent = h.value;
+    if (h.token == HeaderToken::kReferer && referer.empty())
+      referer = h.value;
+    else if (h.token == HeaderToken::kUserAgent && agent.empty())
+      agent = h.value;
   }
   m->capture(x, head.method_text, head.target, head.version == Version::kHttp10, referer, agent);
 }

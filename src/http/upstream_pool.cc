@@ -20,6 +20,7 @@ UpstreamConn::~UpstreamConn() = default;
 void UpstreamConn::on_io(uint32_t events) {
   if (closed) return;  // closed earlier in this turn; deleted after it
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable = true;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hup = true;
   if (events & EPOLLOUT) writable = true;
   if (owner) return owner->on_upstream_io(events);
   // Idle in the pool: the server closed it, or sent bytes nobody asked for; either way it is no

@@ -35,6 +35,7 @@ class UpstreamConn final : public IoHandler, public Deferred {
   Buffer in;
   UpstreamOwner* owner = nullptr;
   bool readable = false;
+  bool hup = false;  // the server's FIN (or an error) came with an edge
   bool writable = false;
   bool connected = false;
   bool reused = false;  // came from the pool: a failure before any byte may be a stale close

@@ -20,8 +20,8 @@ namespace {
 
 constexpr size_t kFlushBytes = 32 * 1024;  // a batch: a few hundred lines, one write(2)
 constexpr size_t kBufferBytes = 64 * 1024;
-constexpr size_t kMaxQueued = 256;         // 256 x ~32 KiB = 8 MiB behind a stalled disk, then drop
-constexpr Millis kFlushAfter{200};         // a quiet server's lines appear within this
+constexpr size_t kMaxQueued = 256;  // 256 x ~32 KiB = 8 MiB behind a stalled disk, then drop
+constexpr Millis kFlushAfter{200};  // a quiet server's lines appear within this
 
 void append_uint(std::string& out, uint64_t v) {
   char buf[24];
@@ -195,7 +195,8 @@ void AccessLog::do_reopen() {
   if (!owns_fd_) return;
   int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
-    FULCRUM_LOG(kError, "access_log %s: reopen: %s; still writing to the old file", path_.c_str(), strerror(errno));
+    FULCRUM_LOG(kError, "access_log %s: reopen: %s; still writing to the old file", path_.c_str(),
+                strerror(errno));
     return;
   }
   ::close(fd_);
@@ -246,8 +247,8 @@ void AccessLogSink::append_time(bool iso) {
   buf_.append(ms);
 }
 
-void AccessLogSink::http(std::string_view listener, const SocketAddress& client, const Exchange& x, int status,
-                         double duration_ms, std::string_view backend, std::string_view server) {
+void AccessLogSink::http(std::string_view listener, const SocketAddress& client, const Exchange& x,
+                         int status, double duration_ms, std::string_view backend, std::string_view server) {
   std::string_view method = x.method_len ? x.method() : std::string_view("-");
   std::string_view target = x.target_len ? x.target() : std::string_view("-");
   if (log_.format() == LogFormat::kCombined) {
@@ -268,11 +269,15 @@ void AccessLogSink::http(std::string_view listener, const SocketAddress& client,
     buf_ += ' ';
     append_uint(buf_, x.bytes);
     buf_ += " \"";
-    if (x.referer_len) append_clf_escaped(buf_, x.referer());
-    else buf_ += '-';
+    if (x.referer_len)
+      append_clf_escaped(buf_, x.referer());
+    else
+      buf_ += '-';
     buf_ += "\" \"";
-    if (x.agent_len) append_clf_escaped(buf_, x.agent());
-    else buf_ += '-';
+    if (x.agent_len)
+      append_clf_escaped(buf_, x.agent());
+    else
+      buf_ += '-';
     buf_ += '"';
     return line_done();
   }
@@ -298,7 +303,8 @@ void AccessLogSink::http(std::string_view listener, const SocketAddress& client,
 }
 
 void AccessLogSink::tcp(std::string_view listener, const SocketAddress& client, int status, uint64_t bytes_in,
-                        uint64_t bytes_out, double duration_ms, std::string_view backend, std::string_view server) {
+                        uint64_t bytes_out, double duration_ms, std::string_view backend,
+                        std::string_view server) {
   if (log_.format() == LogFormat::kCombined) {
     // Combined has no connection form; keep its shape so log tools still parse the line, with
     // the stream "request" written as "TCP listener backend/server".

@@ -80,10 +80,10 @@ class AccessLogSink {
   AccessLogSink(const AccessLogSink&) = delete;
   AccessLogSink& operator=(const AccessLogSink&) = delete;
 
-  void http(std::string_view listener, const SocketAddress& client, const Exchange& x, int status, double duration_ms,
-            std::string_view backend, std::string_view server);
-  void tcp(std::string_view listener, const SocketAddress& client, int status, uint64_t bytes_in, uint64_t bytes_out,
-           double duration_ms, std::string_view backend, std::string_view server);
+  void http(std::string_view listener, const SocketAddress& client, const Exchange& x, int status,
+            double duration_ms, std::string_view backend, std::string_view server);
+  void tcp(std::string_view listener, const SocketAddress& client, int status, uint64_t bytes_in,
+           uint64_t bytes_out, double duration_ms, std::string_view backend, std::string_view server);
   void flush();
 
  private:

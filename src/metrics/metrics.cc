@@ -28,39 +28,64 @@ const char* code_class_name(size_t c) {
 
 const char* refusal_name(Refusal r) {
   switch (r) {
-    case Refusal::kParseError: return "parse_error";
-    case Refusal::kForbidden: return "forbidden";
-    case Refusal::kNoRoute: return "no_route";
-    case Refusal::kHeaderTimeout: return "header_timeout";
-    case Refusal::kBodyTooLarge: return "body_too_large";
-    case Refusal::kRateLimited: return "rate_limited";
-    case Refusal::kHeaderTooLarge: return "header_too_large";
-    case Refusal::kNotImplemented: return "not_implemented";
-    case Refusal::kBadGateway: return "bad_gateway";
-    case Refusal::kNoServer: return "no_server";
-    case Refusal::kTimeout: return "backend_timeout";
-    case Refusal::kConnectFailed: return "connect_failed";
+    case Refusal::kParseError:
+      return "parse_error";
+    case Refusal::kForbidden:
+      return "forbidden";
+    case Refusal::kNoRoute:
+      return "no_route";
+    case Refusal::kHeaderTimeout:
+      return "header_timeout";
+    case Refusal::kBodyTooLarge:
+      return "body_too_large";
+    case Refusal::kRateLimited:
+      return "rate_limited";
+    case Refusal::kHeaderTooLarge:
+      return "header_too_large";
+    case Refusal::kNotImplemented:
+      return "not_implemented";
+    case Refusal::kBadGateway:
+      return "bad_gateway";
+    case Refusal::kNoServer:
+      return "no_server";
+    case Refusal::kTimeout:
+      return "backend_timeout";
+    case Refusal::kConnectFailed:
+      return "connect_failed";
     case Refusal::kOther:
-    case Refusal::kCount: break;
+    case Refusal::kCount:
+      break;
   }
   return "other";
 }
 
 Refusal refusal_for_status(int status) {
   switch (status) {
-    case 400: return Refusal::kParseError;
-    case 403: return Refusal::kForbidden;
-    case 404: return Refusal::kNoRoute;
-    case 408: return Refusal::kHeaderTimeout;
-    case 413: return Refusal::kBodyTooLarge;
-    case 429: return Refusal::kRateLimited;
-    case 431: return Refusal::kHeaderTooLarge;
+    case 400:
+      return Refusal::kParseError;
+    case 403:
+      return Refusal::kForbidden;
+    case 404:
+      return Refusal::kNoRoute;
+    case 408:
+      return Refusal::kHeaderTimeout;
+    case 413:
+      return Refusal::kBodyTooLarge;
+    case 429:
+      return Refusal::kRateLimited;
+    case 431:
+      return Refusal::kHeaderTooLarge;
     case 501:
-    case 505: return Refusal::kNotImplemented;
-    case 502: return Refusal::kBadGateway;
-    case 503: return Refusal::kNoServer;
-    case 504: return Refusal::kTimeout;
-    default: return Refusal::kOther;
+    case 505:
+      return Refusal::kNotImplemented;
+    case 502:
+      return Refusal::kBadGateway;
+    case 503:
+      return Refusal::kNoServer;
+    case 504:
+      return Refusal::kTimeout;
+    default:
+      return Refusal::kOther;
   }
 }
 
@@ -129,7 +154,8 @@ void ListenerMetrics::end_http(Exchange& x, const SocketAddress& client, SteadyT
   count(slots_[i], us, status, x.bytes);
   if (sink_) {
     const auto& label = layout_->slots[i];
-    sink_->http(layout_->listener, client, x, status, static_cast<double>(us) / 1000.0, label.backend, label.server);
+    sink_->http(layout_->listener, client, x, status, static_cast<double>(us) / 1000.0, label.backend,
+                label.server);
   }
 }
 
@@ -146,18 +172,21 @@ void ListenerMetrics::local_response(Exchange& x, int status, uint64_t bytes, co
   end_http(x, client, now);
 }
 
-void ListenerMetrics::end_tcp(const SocketAddress& client, SteadyTime start, SteadyTime now, int server, int status,
-                              int client_fd) {
+void ListenerMetrics::end_tcp(const SocketAddress& client, SteadyTime start, SteadyTime now, int server,
+                              int status, int client_fd) {
   uint64_t us = micros(start, now);
-  if (status == 502) refuse(Refusal::kConnectFailed);
-  else if (status == 503) refuse(Refusal::kNoServer);
+  if (status == 502)
+    refuse(Refusal::kConnectFailed);
+  else if (status == 503)
+    refuse(Refusal::kNoServer);
   // Bytes each way from the kernel's count (Linux 4.19+: bytes_sent; older kernels give 0), one
   // getsockopt per connection instead of a counter on every splice.
   tcp_info ti{};
   socklen_t len = sizeof(ti);
   uint64_t in = 0, out = 0;
   if (client_fd >= 0 && getsockopt(client_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) {
-    if (len >= offsetof(tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received)) in = ti.tcpi_bytes_received;
+    if (len >= offsetof(tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received))
+      in = ti.tcpi_bytes_received;
     if (len >= offsetof(tcp_info, tcpi_bytes_retrans) + sizeof(ti.tcpi_bytes_retrans))
       out = ti.tcpi_bytes_sent - ti.tcpi_bytes_retrans;
     else if (len >= offsetof(tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))

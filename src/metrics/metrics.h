@@ -28,15 +28,17 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 // inside a bucket) stay within a few ms; the top one (10s) sits below the default
 // response_timeout of 30s, which lands in +Inf.
 inline constexpr std::array<uint64_t, 19> kBucketUs = {
-    500,    1000,   2500,   5000,   7500,    10000,   15000,   25000,   40000,   50000,
-    75000,  100000, 150000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+    500,   1000,   2500,   5000,   7500,   10000,   15000,   25000,   40000,   50000,
+    75000, 100000, 150000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
 inline constexpr size_t kBuckets = kBucketUs.size() + 1;  // the last one is +Inf
 size_t bucket_of(uint64_t us);
 
 // Status classes for fulcrum_requests_total{code}: "1xx".."5xx", and "other" for anything else.
 inline constexpr size_t kCodeClasses = 6;
 const char* code_class_name(size_t c);
-inline size_t code_class(int status) { return status >= 100 && status < 600 ? static_cast<size_t>(status / 100 - 1) : 5; }
+inline size_t code_class(int status) {
+  return status >= 100 && status < 600 ? static_cast<size_t>(status / 100 - 1) : 5;
+}
 
 // Why fulcrum refused or failed a request or connection itself (STYLE 11: every refusal is
 // counted). fulcrum_refused_total{listener,reason}.
@@ -89,7 +91,7 @@ struct Slot {
 struct Layout {
   std::string listener;
   bool tcp = false;
-  std::vector<int> backend_base;  // config backend index -> first slot, or -1 (not reachable)
+  std::vector<int> backend_base;     // config backend index -> first slot, or -1 (not reachable)
   std::vector<int> backend_servers;  // config backend index -> its number of servers
   int first_backend = -1;            // a tcp listener's one backend
   struct Label {
@@ -125,7 +127,9 @@ struct Exchange {
   uint32_t method_len = 0, target_len = 0, referer_len = 0, agent_len = 0;
   std::string_view method() const { return std::string_view(text).substr(0, method_len); }
   std::string_view target() const { return std::string_view(text).substr(method_len, target_len); }
-  std::string_view referer() const { return std::string_view(text).substr(method_len + target_len, referer_len); }
+  std::string_view referer() const {
+    return std::string_view(text).substr(method_len + target_len, referer_len);
+  }
   std::string_view agent() const {
     return std::string_view(text).substr(method_len + target_len + referer_len, agent_len);
   }
@@ -157,8 +161,8 @@ class alignas(64) ListenerMetrics {
     x.method_len = x.target_len = x.referer_len = x.agent_len = 0;
   }
   // Only with logging(): keeps the request's words for the log line.
-  void capture(Exchange& x, std::string_view method, std::string_view target, bool http10, std::string_view referer,
-               std::string_view agent);
+  void capture(Exchange& x, std::string_view method, std::string_view target, bool http10,
+               std::string_view referer, std::string_view agent);
   void end_http(Exchange& x, const SocketAddress& client, SteadyTime now);
   // A response fulcrum made itself: counts the refusal, then ends the exchange (begins one first
   // when the request never got that far, e.g. a head that did not parse).
@@ -167,7 +171,8 @@ class alignas(64) ListenerMetrics {
   // TCP: a session ended. `server` is the index of the server it was connected to, or -1 if it
   // never connected; status 200 (served), 502 (connect failed), 503 (no server), 499 (the client
   // left first), as nginx's stream module logs them. Bytes come from TCP_INFO of the client socket.
-  void end_tcp(const SocketAddress& client, SteadyTime start, SteadyTime now, int server, int status, int client_fd);
+  void end_tcp(const SocketAddress& client, SteadyTime start, SteadyTime now, int server, int status,
+               int client_fd);
 
   void cache_hit() { cache_hits_.add(); }
   void refuse(Refusal r) { refusals_[static_cast<size_t>(r)].add(); }

@@ -126,6 +126,17 @@ void Server::record_agent_problem(AgentResult result, std::string detail) {
   reported_.error_at = std::chrono::system_clock::now();
 }
 
+void Server::restore_reported_load(const ReportedLoad& load) {
+  bool changed = false;
+  {
+    std::lock_guard lock(cold_mu_);
+    reported_ = load;
+    changed |= agent_state_.exchange(load.state, std::memory_order_acq_rel) != load.state;
+    changed |= update_weight_locked();
+  }
+  if (changed) backend_->bump();
+}
+
 ReportedLoad Server::reported_load() const {
   std::lock_guard lock(cold_mu_);
   return reported_;

@@ -136,6 +136,9 @@ class Server {
   // the last reported state and load stay as they were (SPEC).
   void record_agent_problem(AgentResult result, std::string detail);
   ReportedLoad reported_load() const;
+  // A reload builds new Servers: they take over what the old one's agent reported (state, N%,
+  // cpu/mem), so an agent's drain holds across the reload instead of lapsing until the next probe.
+  void restore_reported_load(const ReportedLoad& load);
   // Agent probes that ended with `r`, since start.
   uint64_t agent_results(AgentResult r) const {
     return r < AgentResult::kCount ? agent_results_[static_cast<size_t>(r)].load(std::memory_order_relaxed) : 0;

@@ -26,8 +26,8 @@ struct Reply {
   nlohmann::json json() const { return nlohmann::json::parse(body, nullptr, false); }
 };
 
-Reply call(const SocketAddress& addr, const std::string& method, const std::string& path, const std::string& body = "",
-           const std::string& extra = "") {
+Reply call(const SocketAddress& addr, const std::string& method, const std::string& path,
+           const std::string& body = "", const std::string& extra = "") {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   timeval tv{5, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -37,7 +37,8 @@ Reply call(const SocketAddress& addr, const std::string& method, const std::stri
     return r;
   }
   std::string req = method + " " + path + " HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n" + extra;
-  if (!body.empty() || method == "PATCH" || method == "POST") req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  if (!body.empty() || method == "PATCH" || method == "POST")
+    req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
   req += "\r\n" + body;
   (void)::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
   std::string all;
@@ -72,7 +73,8 @@ class AdminServerTest : public ::testing::Test {
   void start(const std::string& token = "", ReloadHook reload = {}) {
     backends_.push_back(std::make_unique<upstream::Backend>(make_backend()));
     registry_.add_worker();
-    admin_ = std::make_unique<AdminServer>(loop_, Sources{&backends_, &registry_, nullptr}, std::move(reload));
+    admin_ =
+        std::make_unique<AdminServer>(loop_, Sources{&backends_, &registry_, nullptr}, std::move(reload));
     config::Admin spec;
     spec.listen = *SocketAddress::parse("127.0.0.1:0");
     if (!token.empty()) {
@@ -165,12 +167,16 @@ TEST_F(AdminServerTest, BackendsJson) {
 
 TEST_F(AdminServerTest, PatchChangesTheSharedStateOrNothing) {
   start();
-  EXPECT_EQ(call(addr_, "PATCH", "/api/v1/backends/app/servers/s1", R"({"state":"drain"})").json()["state"], "drain");
+  EXPECT_EQ(call(addr_, "PATCH", "/api/v1/backends/app/servers/s1", R"({"state":"drain"})").json()["state"],
+            "drain");
   EXPECT_EQ(server("s1").admin(), upstream::Admin::kDrain);
-  EXPECT_EQ(call(addr_, "PATCH", "/api/v1/backends/app/servers/s1", R"({"state":"disabled","weight":7})").status, 200);
+  EXPECT_EQ(
+      call(addr_, "PATCH", "/api/v1/backends/app/servers/s1", R"({"state":"disabled","weight":7})").status,
+      200);
   EXPECT_EQ(server("s1").admin(), upstream::Admin::kDisabled);
   EXPECT_EQ(server("s1").base_weight(), 7u);
-  EXPECT_EQ(call(addr_, "PATCH", "/api/v1/backends/app/servers/s1", R"({"state":"up"})").json()["state"], "up");
+  EXPECT_EQ(call(addr_, "PATCH", "/api/v1/backends/app/servers/s1", R"({"state":"up"})").json()["state"],
+            "up");
   EXPECT_EQ(server("s1").admin(), upstream::Admin::kNone);
   // Each refusal leaves everything as it was, even the valid half of a request.
   for (const char* bad : {R"({"state":"up","weight":999})", R"({"weight":2,"state":"gone"})", "[1]", "{", "",
@@ -205,7 +211,8 @@ TEST_F(AdminServerTest, TokenGuardsTheApi) {
   EXPECT_EQ(server("s1").admin(), upstream::Admin::kNone);
   EXPECT_EQ(call(addr_, "GET", "/api/v1/backends", "", "Authorization: Bearer t0ken\r\n").status, 200);
   EXPECT_EQ(call(addr_, "PATCH", "/api/v1/backends/app/servers/s1", R"({"state":"drain"})",
-                 "Authorization: Bearer t0ken\r\n").status,
+                 "Authorization: Bearer t0ken\r\n")
+                .status,
             200);
   EXPECT_EQ(server("s1").admin(), upstream::Admin::kDrain);
 }

@@ -61,7 +61,8 @@ TEST(PrometheusTest, EveryFamilyHasHelpAndTypeAndEverySampleParses) {
   backends[0]->servers()[1]->record_check(rep);
   std::string text = render_prometheus(snapshot(), backends, nullptr, 12.5);
 
-  std::regex sample(R"re(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (\S+)$)re");
+  std::regex sample(
+      R"re(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (\S+)$)re");
   std::set<std::string> helped, typed;
   std::map<std::string, std::string> values;
   std::istringstream in(text);
@@ -84,14 +85,26 @@ TEST(PrometheusTest, EveryFamilyHasHelpAndTypeAndEverySampleParses) {
     EXPECT_TRUE(typed.count(name) || typed.count(base)) << "no TYPE before " << line;
     values[name + m[2].str()] = m[5];
   }
-  EXPECT_EQ(values["fulcrum_requests_total{listener=\"we\\\"b\",backend=\"app\",server=\"s1\",code=\"2xx\"}"], "7");
-  EXPECT_EQ(values["fulcrum_requests_total{listener=\"we\\\"b\",backend=\"app\",server=\"s1\",code=\"5xx\"}"], "2");
+  EXPECT_EQ(values["fulcrum_requests_total{listener=\"we\\\"b\",backend=\"app\",server=\"s1\",code=\"2xx\"}"],
+            "7");
+  EXPECT_EQ(values["fulcrum_requests_total{listener=\"we\\\"b\",backend=\"app\",server=\"s1\",code=\"5xx\"}"],
+            "2");
   // Cumulative buckets; +Inf equals _count.
-  EXPECT_EQ(values["fulcrum_request_duration_seconds_bucket{listener=\"we\\\"b\",backend=\"app\",server=\"s1\",le=\"0.0005\"}"], "4");
-  EXPECT_EQ(values["fulcrum_request_duration_seconds_bucket{listener=\"we\\\"b\",backend=\"app\",server=\"s1\",le=\"0.0075\"}"], "7");
-  EXPECT_EQ(values["fulcrum_request_duration_seconds_bucket{listener=\"we\\\"b\",backend=\"app\",server=\"s1\",le=\"+Inf\"}"], "9");
-  EXPECT_EQ(values["fulcrum_request_duration_seconds_count{listener=\"we\\\"b\",backend=\"app\",server=\"s1\"}"], "9");
-  EXPECT_EQ(values["fulcrum_request_duration_seconds_sum{listener=\"we\\\"b\",backend=\"app\",server=\"s1\"}"], "1.5");
+  EXPECT_EQ(values["fulcrum_request_duration_seconds_bucket{listener=\"we\\\"b\",backend=\"app\",server="
+                   "\"s1\",le=\"0.0005\"}"],
+            "4");
+  EXPECT_EQ(values["fulcrum_request_duration_seconds_bucket{listener=\"we\\\"b\",backend=\"app\",server="
+                   "\"s1\",le=\"0.0075\"}"],
+            "7");
+  EXPECT_EQ(values["fulcrum_request_duration_seconds_bucket{listener=\"we\\\"b\",backend=\"app\",server="
+                   "\"s1\",le=\"+Inf\"}"],
+            "9");
+  EXPECT_EQ(
+      values["fulcrum_request_duration_seconds_count{listener=\"we\\\"b\",backend=\"app\",server=\"s1\"}"],
+      "9");
+  EXPECT_EQ(
+      values["fulcrum_request_duration_seconds_sum{listener=\"we\\\"b\",backend=\"app\",server=\"s1\"}"],
+      "1.5");
   EXPECT_EQ(values["fulcrum_refused_total{listener=\"we\\\"b\",reason=\"no_server\"}"], "5");
   EXPECT_EQ(values["fulcrum_active_connections{listener=\"we\\\"b\"}"], "3");
   EXPECT_EQ(values["fulcrum_server_up{backend=\"app\",server=\"s1\"}"], "1");
@@ -100,9 +113,10 @@ TEST(PrometheusTest, EveryFamilyHasHelpAndTypeAndEverySampleParses) {
   EXPECT_EQ(values["fulcrum_server_weight{backend=\"app\",server=\"s1\"}"], "3");
   EXPECT_EQ(values["fulcrum_health_checks_total{backend=\"app\",server=\"s2\",result=\"L7STS\"}"], "1");
   EXPECT_EQ(values["fulcrum_uptime_seconds"], "12.5");
-  for (const char* fam : {"fulcrum_requests_total", "fulcrum_request_duration_seconds", "fulcrum_server_up",
-                          "fulcrum_active_connections", "fulcrum_cache_hits_total", "fulcrum_health_checks_total",
-                          "fulcrum_server_active_requests", "fulcrum_server_weight", "fulcrum_refused_total"})
+  for (const char* fam :
+       {"fulcrum_requests_total", "fulcrum_request_duration_seconds", "fulcrum_server_up",
+        "fulcrum_active_connections", "fulcrum_cache_hits_total", "fulcrum_health_checks_total",
+        "fulcrum_server_active_requests", "fulcrum_server_weight", "fulcrum_refused_total"})
     EXPECT_TRUE(typed.count(fam)) << fam;
 }
 

@@ -22,8 +22,8 @@ metrics::SlotTotals slot(std::string backend, std::string server, uint64_t ok, u
 
 metrics::Snapshot snap(uint64_t a1, uint64_t a2, uint64_t errors) {
   metrics::Snapshot s;
-  s.slots.push_back(slot("app", "a1", a1, 0, 1));     // 0.5-1 ms
-  s.slots.push_back(slot("app", "a2", a2, errors, 7));  // 15-25 ms
+  s.slots.push_back(slot("app", "a1", a1, 0, 1));          // 0.5-1 ms
+  s.slots.push_back(slot("app", "a2", a2, errors, 7));     // 15-25 ms
   s.slots.push_back(slot("db", "d1", 1000, 0, 19, true));  // tcp lifetimes stay out of latency
   metrics::ListenerTotals l;
   l.name = "web";
@@ -75,7 +75,8 @@ TEST(StatsHistoryTest, WindowRatesPerServerAndBackend) {
   EXPECT_EQ(h.points().size(), 20u);
   for (int i = 21; i < 700; ++i) h.sample(snap(0, 0, 0), i, i * 1000);
   EXPECT_EQ(h.points().size(), StatsHistory::kKeepPoints);
-  EXPECT_DOUBLE_EQ(h.points().back().rps, 0.0);  // a counter that went back (never happens) is no negative rate
+  EXPECT_DOUBLE_EQ(h.points().back().rps,
+                   0.0);  // a counter that went back (never happens) is no negative rate
 }
 
 }  // namespace

@@ -1422,7 +1422,37 @@ backends:
     health: { agent: { interval: 1s } }
     servers: [ { name: s, address: 127.0.0.1:1 } ]
 )"),
-            "/srv/lb/t.yaml:3:22: missing 'port' in agent");
+            "/srv/lb/t.yaml:3:22: health.agent needs a port: server 's' has no agent_port of its own");
+}
+
+TEST(LoaderBackends, ServersMayHaveAgentPortsOfTheirOwn) {
+  // Servers sharing an address (one host, several processes) each run their agent on a port of
+  // their own, as HAProxy's agent-port on a server line; the backend's port is then optional.
+  auto cfg = load_ok(R"(
+backends:
+  - name: app
+    health: { agent: { interval: 1s } }
+    servers:
+      - { name: a, address: 127.0.0.1:9101, agent_port: 9201 }
+      - { name: b, address: 127.0.0.1:9102, agent_port: 9202 }
+)");
+  const auto& b = cfg->backends[0];
+  EXPECT_EQ(b.health.agent->port, 0);
+  EXPECT_EQ(b.servers[0].agent_port, 9201);
+  EXPECT_EQ(b.servers[1].agent_port, 9202);
+  EXPECT_EQ(error_of(R"(
+backends:
+  - name: app
+    servers: [ { name: s, address: 127.0.0.1:1, agent_port: 9201 } ]
+)"),
+            "/srv/lb/t.yaml:3:49: server 's' has an agent_port, but backend 'app' has no health.agent to use it");
+  EXPECT_EQ(error_of(R"(
+backends:
+  - name: app
+    health: { agent: { port: 9200 } }
+    servers: [ { name: s, address: 127.0.0.1:1, agent_port: 0 } ]
+)"),
+            "/srv/lb/t.yaml:4:61: 'agent_port' must be 1-65535, got 0");
 }
 
 TEST(LoaderNoThrow, OddInputNeverEscapesAsAnException) {

@@ -6,6 +6,7 @@
 //   3. a click on "Drain" changes that server's state on the page, and the API agrees;
 //   4. a screenshot goes to the path given.
 // Usage: node dashboard_test.js --url URL --servers b/s1,b/s2 --drain b/s1 --screenshot PNG [--token T]
+//        [--scheme dark] [--settle MS]
 // Prints one JSON line with what it saw; exit code 0 on success, 1 on failure.
 'use strict';
 const fs = require('fs');
@@ -38,6 +39,7 @@ async function main() {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
     viewport: { width: 1440, height: 1000 },
+    colorScheme: opt.scheme === 'dark' ? 'dark' : 'light',
     deviceScaleFactor: 1,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],

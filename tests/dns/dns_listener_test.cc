@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <set>
@@ -31,16 +32,20 @@ class DnsListenerTest : public ::testing::Test {
     spec_.name = "dns";
     spec_.protocol = config::Protocol::kDns;
     spec_.bind = SocketAddress::parse(bind).value();
-    auto udp = listen_socket(spec_.bind, SocketType::kDatagram);
-    ASSERT_TRUE(udp.ok());
-    port_ = SocketAddress::local_of(udp->get()).port();
-    SocketAddress same = spec_.bind;
-    same.set_port(port_);
-    auto tcp = listen_socket(same, SocketType::kStream);
-    ASSERT_TRUE(tcp.ok());
-    zone_ = {"www.example.com", backend_.get(), 30, answers};
-    listener_ = std::make_unique<DnsListener>(loop_, spec_, std::span<const ZoneConfig>(&zone_, 1), 0,
-                                              std::move(*udp), std::move(*tcp));
+    // A free UDP port whose TCP twin is free too (other tests on this machine take TCP ports).
+    for (int attempt = 0; attempt < 50 && !listener_; ++attempt) {
+      auto udp = listen_socket(spec_.bind, SocketType::kDatagram);
+      ASSERT_TRUE(udp.ok());
+      port_ = SocketAddress::local_of(udp->get()).port();
+      SocketAddress same = spec_.bind;
+      same.set_port(port_);
+      auto tcp = listen_socket(same, SocketType::kStream);
+      if (!tcp.ok()) continue;
+      zone_ = {"www.example.com", backend_.get(), 30, answers};
+      listener_ = std::make_unique<DnsListener>(loop_, spec_, std::span<const ZoneConfig>(&zone_, 1), 0,
+                                                std::move(*udp), std::move(*tcp));
+    }
+    ASSERT_TRUE(listener_) << "no free UDP+TCP port pair";
   }
 
   // Runs the loop until pred() holds, for at most ~2s.
@@ -92,8 +97,10 @@ class DnsListenerTest : public ::testing::Test {
     return fd;
   }
   static std::vector<uint8_t> framed(const std::vector<uint8_t>& q) {
-    std::vector<uint8_t> out{static_cast<uint8_t>(q.size() >> 8), static_cast<uint8_t>(q.size())};
-    out.insert(out.end(), q.begin(), q.end());
+    std::vector<uint8_t> out(2 + q.size());
+    out[0] = static_cast<uint8_t>(q.size() >> 8);
+    out[1] = static_cast<uint8_t>(q.size());
+    std::copy(q.begin(), q.end(), out.begin() + 2);
     return out;
   }
   void write_all(int fd, const std::vector<uint8_t>& bytes) {
@@ -142,7 +149,7 @@ class DnsListenerTest : public ::testing::Test {
 };
 
 TEST_F(DnsListenerTest, UdpQueryIsAnsweredFromTheListenerAddress) {
-  start({{"10.0.0.1:80"}, {"10.0.0.2:80"}});
+  ASSERT_NO_FATAL_FAILURE(start({{"10.0.0.1:80"}, {"10.0.0.2:80"}}));
   Fd c = udp_client();
   send_to(c.get(), make_query("www.example.com", kTypeA));
   std::vector<uint8_t> reply;
@@ -156,7 +163,7 @@ TEST_F(DnsListenerTest, UdpQueryIsAnsweredFromTheListenerAddress) {
 
 TEST_F(DnsListenerTest, WildcardBindRepliesFromTheAddressQueried) {
   // 127.0.0.2 is on lo too: a reply from 127.0.0.1 would be dropped by a real resolver.
-  start({{"10.0.0.1:80"}}, "0.0.0.0:0");
+  ASSERT_NO_FATAL_FAILURE(start({{"10.0.0.1:80"}}, "0.0.0.0:0"));
   Fd c = udp_client();
   send_to(c.get(), make_query("www.example.com", kTypeA), "127.0.0.2");
   std::vector<uint8_t> reply;
@@ -169,7 +176,7 @@ TEST_F(DnsListenerTest, WildcardBindRepliesFromTheAddressQueried) {
 }
 
 TEST_F(DnsListenerTest, ManyQueriesInBatches) {
-  start({{"10.0.0.1:80"}, {"10.0.0.2:80"}, {"10.0.0.3:80"}}, "127.0.0.1:0", 1);
+  ASSERT_NO_FATAL_FAILURE(start({{"10.0.0.1:80"}, {"10.0.0.2:80"}, {"10.0.0.3:80"}}, "127.0.0.1:0", 1));
   Fd c = udp_client();
   int rcvbuf = 1 << 20;
   setsockopt(c.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
@@ -195,7 +202,7 @@ TEST_F(DnsListenerTest, ManyQueriesInBatches) {
 }
 
 TEST_F(DnsListenerTest, MalformedUdpIsDroppedAndTheNextAnswered) {
-  start({{"10.0.0.1:80"}});
+  ASSERT_NO_FATAL_FAILURE(start({{"10.0.0.1:80"}}));
   Fd c = udp_client();
   send_to(c.get(), {1, 2, 3});
   auto q = make_query("www.example.com", kTypeA);
@@ -210,7 +217,7 @@ TEST_F(DnsListenerTest, MalformedUdpIsDroppedAndTheNextAnswered) {
 }
 
 TEST_F(DnsListenerTest, TcpPipelinedAndSplitQueries) {
-  start({{"10.0.0.1:80"}, {"10.0.0.2:80"}});
+  ASSERT_NO_FATAL_FAILURE(start({{"10.0.0.1:80"}, {"10.0.0.2:80"}}));
   Fd c = tcp_client();
   std::vector<uint8_t> bytes;
   for (uint16_t id = 1; id <= 3; ++id) {
@@ -238,7 +245,7 @@ TEST_F(DnsListenerTest, TcpPipelinedAndSplitQueries) {
 }
 
 TEST_F(DnsListenerTest, TruncatedOverUdpThenAnsweredOverTcp) {
-  start(testing::v4_servers(100));
+  ASSERT_NO_FATAL_FAILURE(start(testing::v4_servers(100)));
   Fd u = udp_client();
   send_to(u.get(), make_query("www.example.com", kTypeA));
   std::vector<uint8_t> reply;
@@ -256,7 +263,7 @@ TEST_F(DnsListenerTest, TruncatedOverUdpThenAnsweredOverTcp) {
 }
 
 TEST_F(DnsListenerTest, MalformedTcpClosesTheConnection) {
-  start({{"10.0.0.1:80"}});
+  ASSERT_NO_FATAL_FAILURE(start({{"10.0.0.1:80"}}));
   Fd c = tcp_client();
   auto bad = make_query("www.example.com", kTypeA);
   bad[5] = 0;  // QDCOUNT 0
@@ -273,7 +280,7 @@ TEST_F(DnsListenerTest, MalformedTcpClosesTheConnection) {
 }
 
 TEST_F(DnsListenerTest, BadTcpLengthClosesTheConnection) {
-  start({{"10.0.0.1:80"}});
+  ASSERT_NO_FATAL_FAILURE(start({{"10.0.0.1:80"}}));
   for (uint16_t len : {0, 5, 11, 60000}) {
     Fd c = tcp_client();
     write_all(c.get(), {static_cast<uint8_t>(len >> 8), static_cast<uint8_t>(len), 0, 0, 0});
@@ -283,7 +290,7 @@ TEST_F(DnsListenerTest, BadTcpLengthClosesTheConnection) {
 }
 
 TEST_F(DnsListenerTest, StopClosesEverything) {
-  start({{"10.0.0.1:80"}});
+  ASSERT_NO_FATAL_FAILURE(start({{"10.0.0.1:80"}}));
   Fd c = tcp_client();
   write_all(c.get(), framed(make_query("www.example.com", kTypeA)));
   ASSERT_EQ(read_framed(c.get(), 1).size(), 1u);

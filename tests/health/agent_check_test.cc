@@ -72,7 +72,10 @@ class Agent {
 // A backend whose one server listens nowhere in particular: the agent has a port of its own.
 config::Backend agent_backend(uint16_t agent_port, Millis interval = Millis(2000)) {
   config::Backend b = testing::backend_spec("none", {testing::closed_address()});
-  b.health.agent = config::Agent{agent_port, interval};
+  config::Agent agent;
+  agent.port = agent_port;
+  agent.interval = interval;
+  b.health.agent = agent;
   return b;
 }
 

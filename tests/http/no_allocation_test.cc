@@ -156,7 +156,7 @@ backends:
 class ProxyNoAllocationTest : public ::testing::TestWithParam<ProxyCase> {};
 
 TEST_P(ProxyNoAllocationTest, ThousandKeepAliveRequestsThroughHttpListener) {
-  if (!kCounting) GTEST_SKIP() << "allocation counting is off under ASan";
+  // Under ASan the traffic still runs (memory errors show), only the counts are not checked.
   testing::TinyBackend a, b;
   testing::ProxyUnderTest proxy(proxy_config(GetParam()), {&a, &b});
   ASSERT_TRUE(proxy.error.empty()) << proxy.error;
@@ -181,10 +181,14 @@ TEST_P(ProxyNoAllocationTest, ThousandKeepAliveRequestsThroughHttpListener) {
   long start = g_allocations.load();
   for (size_t i = 0; i < 100; ++i) ASSERT_TRUE(round(i)) << "warm-up round " << i;
   long before = g_allocations.load();
-  EXPECT_GT(before - start, 0) << "the counter sees the warm-up (connections, buffers)";
+  if (kCounting) {
+    EXPECT_GT(before - start, 0) << "the counter sees the warm-up (connections, buffers)";
+  }
   for (size_t i = 0; i < 1000; ++i) ASSERT_TRUE(round(i)) << "round " << i;
   long allocations = g_allocations.load() - before;
-  EXPECT_EQ(allocations, 0) << "allocations over " << (sent - 160) << " requests";
+  if (kCounting) {
+    EXPECT_EQ(allocations, 0) << "allocations over " << (sent - 160) << " requests";
+  }
   EXPECT_EQ(a.requests() + b.requests(), sent);
   EXPECT_GE(sent - 160, 1000u);
   // One upstream connection per server, reused for everything (the first request to each opens it).

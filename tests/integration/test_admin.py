@@ -275,15 +275,19 @@ def test_patch_disabled_up_weight_and_bad_requests(fulcrum, backend):
     assert api(admin, "GET", "/api/v1/nothing")[0] == 404
 
 
-def test_reload_api_answers(fulcrum, backend):
+def test_reload_api_answers_with_the_validation_result(fulcrum, backend):
     b = backend("http", "s1")
     f, web, admin, _ = start(fulcrum, [b])
     assert api(admin, "GET", "/api/v1/reload")[0] == 405
     status, out = api(admin, "POST", "/api/v1/reload")
-    # 501 until the runtime provides reloading; then the validation result.
-    assert status in (200, 501), (status, out)
-    if status == 200:
-        assert out["ok"] is True
+    assert status == 200 and out["ok"] is True, out
+    # A bad config is refused with FILE:LINE:COL, and the running one keeps serving.
+    text = f.config_path.read_text()
+    f.config_path.write_text(text.replace("balance: round_robin", "balance: fastest"))
+    status, out = api(admin, "POST", "/api/v1/reload")
+    assert status == 400 and out["ok"] is False
+    assert re.match(r"^%s:\d+:\d+: .*fastest" % re.escape(str(f.config_path)), out["error"]), out
+    assert get(web) == (200, "s1")
 
 
 # ---------------------------------------------------------------------------------------------

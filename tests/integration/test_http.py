@@ -669,7 +669,8 @@ def test_connection_close(fulcrum, web):
         for _ in range(3):
             r = c.request("GET", "/?close=1")
             assert r.status == 200 and r.header("Connection") is None
-        assert conns_seen(b) - before == 3
+        # The first may have used a pooled connection; the later ones needed fresh ones.
+        assert conns_seen(b) - before >= 2
         assert c.request("GET", "/").status == 200
 
 
@@ -805,7 +806,7 @@ def test_502_when_backend_sends_garbage_or_closes(fulcrum, web):
 
 def test_503_at_once_when_every_server_is_down(fulcrum):
     f, port = one_backend(fulcrum, [dead_address(), dead_address()],
-                          health={"check": "tcp", "interval": "200ms", "timeout": "200ms", "fall": 1, "rise": 1})
+                          health={"check": "tcp", "interval": "300ms", "timeout": "300ms", "fall": 1, "rise": 1})
     time.sleep(0.3)
     for _ in range(5):
         t0 = time.monotonic()
@@ -892,6 +893,7 @@ def test_responses_parsed_strictly(fulcrum):
         "junk_late": [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0.1,
                       b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil"],
         "bad_chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+        "late_bad_chunk": [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", 0.1, b"zz\r\n"],
     }
     raws = {n: RawBackend(resp) for n, resp in cases.items()}
     try:
@@ -917,12 +919,14 @@ def test_responses_parsed_strictly(fulcrum):
             assert request(port, "GET", "/junk_late").body == b"ok"
             time.sleep(0.2)
         assert raws["junk_late"].accepts == raws["junk_late"].requests == 3
-        # A bad chunk after the head went out: the client's connection is cut (no second status).
+        # A bad chunk before anything went to the client: 502. After the head went out: the
+        # client's connection is cut, with no second status line.
+        assert request(port, "GET", "/bad_chunk").status == 502
         with Client(port) as c:
-            c.sock.sendall(build_request("GET", "/bad_chunk"))
+            c.sock.sendall(build_request("GET", "/late_bad_chunk"))
             c.sock.settimeout(5)
             data = recv_all(c.sock)
-        assert data.startswith(b"HTTP/1.1 200 OK\r\n") and b"502" not in data
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n") and b"502" not in data and data.endswith(b"hello\r\n")
     finally:
         for r in raws.values():
             r.close()
@@ -1022,7 +1026,7 @@ def cookie_header(jar):
 def test_sticky_cookie_keeps_sessions_and_moves_them_when_a_server_goes(fulcrum, web):
     bs = {n: web(n) for n in ("app1", "app2", "app3")}
     f, port = one_backend(fulcrum, list(bs.values()), sticky={"cookie": "FULCRUM_SERVER"},
-                          health={"check": "tcp", "interval": "200ms", "timeout": "200ms", "fall": 1, "rise": 1})
+                          health={"check": "tcp", "interval": "300ms", "timeout": "300ms", "fall": 2, "rise": 1})
     seen = set()
     wait_until(lambda: seen.add(request(port, "GET", "/").backend) or len(seen) == 3, 5, what="servers up")
     clients = sticky_clients(port, 30, "FULCRUM_SERVER")
@@ -1047,7 +1051,7 @@ def test_sticky_cookie_keeps_sessions_and_moves_them_when_a_server_goes(fulcrum,
     # The busiest server goes away: its clients move to another server with a new cookie.
     victim = collections.Counter(s for _, s in clients).most_common(1)[0][0]
     bs[victim].kill()
-    time.sleep(0.5)  # the health check notices (fall: 1, every 200ms)
+    time.sleep(1.2)  # the health check notices (fall: 2, every 300ms); until then retries move them
     moved = 0
     for jar, server in clients:
         r = request(port, "GET", "/profile", {"Cookie": cookie_header(jar)})

@@ -79,7 +79,8 @@ TEST(AccessLogTest, JsonAndTcpLinesReachTheFile) {
     ASSERT_TRUE(log && *log);
     EventLoop loop;
     AccessLogSink sink(**log, loop);
-    SocketAddress v4 = *SocketAddress::parse("192.0.2.7:4242"), v6 = *SocketAddress::parse("[2001:db8::1]:80");
+    SocketAddress v4 = *SocketAddress::parse("192.0.2.7:4242"),
+                  v6 = *SocketAddress::parse("[2001:db8::1]:80");
     Exchange x = request("GET", "/a?b=\"c\"", 200, 123);
     sink.http("web", v4, x, 200, 1.5, "app", "s1");
     Exchange none;  // a request refused before it parsed
@@ -124,8 +125,9 @@ TEST(AccessLogTest, CombinedLine) {
   }
   auto lines = lines_of(path);
   ASSERT_EQ(lines.size(), 1u);
-  EXPECT_TRUE(std::regex_match(lines[0], std::regex(R"(10\.1\.2\.3 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] )"
-                                                    R"("POST /login HTTP/1\.1" 302 0 "http://ref\.example/" "curl/8")")))
+  EXPECT_TRUE(std::regex_match(
+      lines[0], std::regex(R"(10\.1\.2\.3 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] )"
+                           R"("POST /login HTTP/1\.1" 302 0 "http://ref\.example/" "curl/8")")))
       << lines[0];
 }
 

@@ -83,9 +83,9 @@ TEST(MetricsTest, LayoutGivesEachReachableBackendABlock) {
   EXPECT_EQ(web->slots[web->slot(0, -1)].server, "");
   EXPECT_EQ(web->slot(1, 0), 2u);
   EXPECT_EQ(web->slot(-1, -1), 0u);
-  EXPECT_EQ(web->slot(2, 0), 0u);   // not reachable from this listener
-  EXPECT_EQ(web->slot(7, 0), 0u);   // stale index
-  EXPECT_EQ(web->slot(1, 2), 0u);   // past the backend's servers: not another backend's slot
+  EXPECT_EQ(web->slot(2, 0), 0u);  // not reachable from this listener
+  EXPECT_EQ(web->slot(7, 0), 0u);  // stale index
+  EXPECT_EQ(web->slot(1, 2), 0u);  // past the backend's servers: not another backend's slot
   EXPECT_EQ(web->slot(1, 9), 0u);
   auto raw = Layout::build(cfg, 1);
   EXPECT_TRUE(raw->tcp);

@@ -154,7 +154,7 @@
   async function patchServer(backend, server, change, label) {
     try {
       const s = await api('PATCH', `/api/v1/backends/${encodeURIComponent(backend)}/servers/${encodeURIComponent(server)}`, change);
-      toast(`${backend}/${server}: ${label} (now ${s.state}${change.weight != null ? ', weight ' + s.weight : ''})`);
+      toast(`${backend}/${server} ${label}: now ${s.state}${change.weight != null ? ', weight ' + s.weight : ''}`);
     } catch (e) {
       if (!(e instanceof AuthError)) toast(`${backend}/${server}: ${e.message}`, true);
     }
@@ -455,7 +455,7 @@
     const { action, backend, server } = btn.dataset;
     if (action === 'weight') return openWeightEditor(btn, backend, server);
     btn.disabled = true;
-    const label = { drain: 'draining', disabled: 'disabled', up: 'enabled' }[action];
+    const label = { drain: 'drained', disabled: 'disabled', up: 'enabled' }[action];
     patchServer(backend, server, { state: action }, label);
   });
 
