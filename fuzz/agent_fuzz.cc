@@ -30,6 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   f.base = 256;
   f.percent = r->percent.value_or(100);
   f.load_permille = fulcrum::upstream::load_permille(r->cpu_ppm.value_or(0), r->mem_ppm.value_or(0));
-  if (fulcrum::upstream::effective_weight(f) > 256u * fulcrum::upstream::kWeightScale * 256 / 100) std::abort();
+  if (fulcrum::upstream::effective_weight(f) > 256u * fulcrum::upstream::kWeightScale * 256 / 100)
+    std::abort();
   return 0;
 }

@@ -53,14 +53,14 @@ class DemoServer {
   DemoServer(EventLoop& loop, const DemoApp& app)
       : loop_(loop),
         app_(app),
-        server_(loop, [this](const http::SimpleRequest& r, http::SimpleServer::Respond done) {
-          handle(r, std::move(done));
-        }),
+        server_(loop, [this](const http::SimpleRequest& r,
+                             http::SimpleServer::Respond done) { handle(r, std::move(done)); }),
         meter_(loop),
         agent_(loop, meter_) {}
 
   Result<void> start() {
-    if (auto r = server_.listen(*SocketAddress::parse("127.0.0.1:" + std::to_string(app_.port))); !r) return r;
+    if (auto r = server_.listen(*SocketAddress::parse("127.0.0.1:" + std::to_string(app_.port))); !r)
+      return r;
     return agent_.listen(*SocketAddress::parse("127.0.0.1:" + std::to_string(app_.agent_port)));
   }
 
@@ -95,7 +95,8 @@ class DemoServer {
     while (CpuMeter::thread_cpu_ns() < until) spin = spin + 1;
     left_ns -= slice;
     if (left_ns > 0) {
-      loop_.post([this, left_ns, ms, done = std::move(done)]() mutable { work(left_ns, ms, std::move(done)); });
+      loop_.post(
+          [this, left_ns, ms, done = std::move(done)]() mutable { work(left_ns, ms, std::move(done)); });
       return;
     }
     auto resp = http::SimpleResponse::text(200, app_.name + " worked " + std::to_string(ms) + "ms of CPU\n");
@@ -120,7 +121,8 @@ class DemoServer {
     if ((r.path == "/drain" || r.path == "/undrain") && r.method == "POST") {
       bool drain = r.path == "/drain";
       agent_.set_drain(drain);
-      return http::SimpleResponse::text(200, app_.name + (drain ? "'s agent now says drain\n" : "'s agent now says up\n"));
+      return http::SimpleResponse::text(
+          200, app_.name + (drain ? "'s agent now says drain\n" : "'s agent now says up\n"));
     }
     if (ends_with(r.path, "/login")) {
       std::string user = r.query_param("user");
@@ -254,8 +256,8 @@ int run_demo(bool print_config_only) {
     auto& h = *hosts.emplace_back(std::make_unique<DemoHost>());
     h.server = std::make_unique<DemoServer>(h.loop, a);
     if (auto r = h.server->start(); !r) {
-      std::fprintf(stderr, "fulcrum demo: cannot start %s on 127.0.0.1:%u (agent %u): %s\n", a.name.c_str(), a.port,
-                   a.agent_port, strerror(r.error().code));
+      std::fprintf(stderr, "fulcrum demo: cannot start %s on 127.0.0.1:%u (agent %u): %s\n", a.name.c_str(),
+                   a.port, a.agent_port, strerror(r.error().code));
       stop_apps();
       return 1;
     }

@@ -218,8 +218,8 @@ class RuntimeImpl final : public Runtime {
     return Fd(d);
   }
 
-  // A reloaded server keeps what the running one knew (health, operator state, agent reports, weight set by the
-  // API), so a reload neither re-checks the world nor forgets a drain.
+  // A reloaded server keeps what the running one knew (health, operator state, agent reports,
+  // weight set by the API), so a reload neither re-checks the world nor forgets a drain.
   void carry_over_state(upstream::Backend& b) {
     for (auto& old : backends_) {
       if (old->name() != b.name()) continue;

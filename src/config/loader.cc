@@ -794,12 +794,11 @@ class Parser {
       fail(servers.mark(), "backend " + in_quotes(b.name) + " needs at least one server");
     for (const Server& s : b.servers) {
       if (s.agent_port != 0 && !b.health.agent)
-        fail(s.agent_port_mark, "server " + in_quotes(s.name) +
-                                    " has an agent_port, but backend " + in_quotes(b.name) +
-                                    " has no health.agent to use it");
+        fail(s.agent_port_mark, "server " + in_quotes(s.name) + " has an agent_port, but backend " +
+                                    in_quotes(b.name) + " has no health.agent to use it");
       if (b.health.agent && b.health.agent->port == 0 && s.agent_port == 0)
-        fail(b.health.agent->mark, "health.agent needs a port: server " + in_quotes(s.name) +
-                                       " has no agent_port of its own");
+        fail(b.health.agent->mark,
+             "health.agent needs a port: server " + in_quotes(s.name) + " has no agent_port of its own");
     }
     // Spares only stand in for primaries that are down; with no primary none would ever serve.
     if (std::all_of(b.servers.begin(), b.servers.end(), [](const Server& s) { return s.backup; }))

@@ -1,3 +1,4 @@
+// Packet-info and buffer helpers for UDP sockets (see datagram.h). Stateless; any thread.
 #include "core/datagram.h"
 
 #include <cerrno>

@@ -1,3 +1,5 @@
+// One worker's UDP (recvmmsg/sendmmsg batches) and TCP (RFC 7766 framing) sockets for a dns
+// listener, feeding its Responder. That worker's thread only.
 #include "dns/dns_listener.h"
 
 #include <netinet/in.h>

@@ -1,3 +1,5 @@
+// The strict, in-place DNS query parser (see query.h): header, one question, OPT. No allocation,
+// no pointer ever followed. Pure; any thread.
 #include "dns/query.h"
 
 namespace fulcrum::dns {

@@ -1,3 +1,6 @@
+// Builds DNS replies by hand into the caller's buffer: records pre-encoded per zone on the rare
+// path, copied on the hot path. ldns only turns zone names into wire form at start-up. One
+// worker's thread (stats read by others).
 #include "dns/responder.h"
 
 #include <algorithm>

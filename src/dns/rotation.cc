@@ -1,3 +1,5 @@
+// Smooth weighted rotation of the leading record (see rotation.h). Owned by one worker's
+// Responder; not shared.
 #include "dns/rotation.h"
 
 #include <numeric>

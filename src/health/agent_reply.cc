@@ -18,7 +18,8 @@ bool is_digit(char c) { return c >= '0' && c <= '9'; }
 char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c; }
 
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == y; });
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == y; });
 }
 
 bool istarts_with(std::string_view s, std::string_view prefix) {
@@ -111,9 +112,12 @@ Result<AgentReport> parse_agent_reply(std::string_view line) {
     ++words;
 
     std::optional<AgentState> state;
-    if (iequals(word, "up")) state = AgentState::kUp;
-    else if (iequals(word, "down")) state = AgentState::kDown;
-    else if (iequals(word, "drain")) state = AgentState::kDrain;
+    if (iequals(word, "up"))
+      state = AgentState::kUp;
+    else if (iequals(word, "down"))
+      state = AgentState::kDown;
+    else if (iequals(word, "drain"))
+      state = AgentState::kDrain;
     if (state) {
       if (r.state) return malformed("more than one state word (" + quote_for_log(word) + ")");
       r.state = state;

@@ -234,8 +234,10 @@ class HealthService::Impl final : public upstream::EjectionListener, public Slot
     c.deadline.cancel();
     if (c.probe) loop_.defer_delete(c.probe.release());
     auto took = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - c.started).count();
-    if (t == Track::kCheck) observe(s, outcome, static_cast<uint32_t>(std::clamp<int64_t>(took, 0, UINT32_MAX)));
-    else observe_agent(s, outcome);
+    if (t == Track::kCheck)
+      observe(s, outcome, static_cast<uint32_t>(std::clamp<int64_t>(took, 0, UINT32_MAX)));
+    else
+      observe_agent(s, outcome);
     c.next.arm_at(std::max(c.next_due, loop_.now()));
   }
 
@@ -247,7 +249,8 @@ class HealthService::Impl final : public upstream::EjectionListener, public Slot
     const char* server = srv.name().c_str();
     if (!o.passed()) {
       // A line cut short or too long is a malformed reply (L7RSP); no line at all, a failure.
-      auto result = o.reason == Reason::kL7Bad ? upstream::AgentResult::kMalformed : upstream::AgentResult::kFailed;
+      auto result =
+          o.reason == Reason::kL7Bad ? upstream::AgentResult::kMalformed : upstream::AgentResult::kFailed;
       srv.record_agent_problem(result, o.detail + " [" + reason_code(o.reason) + "]");
       FULCRUM_LOG_LIMITED(kInfo, "backend %s server %s: no agent report: %s [%s]; keeping the last one",
                           backend, server, o.detail.c_str(), reason_code(o.reason));
@@ -255,7 +258,8 @@ class HealthService::Impl final : public upstream::EjectionListener, public Slot
     }
     auto reply = parse_agent_reply(o.detail);
     if (!reply) {
-      srv.record_agent_problem(upstream::AgentResult::kMalformed, "malformed reply: " + reply.error().message);
+      srv.record_agent_problem(upstream::AgentResult::kMalformed,
+                               "malformed reply: " + reply.error().message);
       FULCRUM_LOG_LIMITED(kWarn, "backend %s server %s: agent reply ignored: %s [AGENTRSP]", backend, server,
                           reply.error().message.c_str());
       return;
@@ -277,14 +281,16 @@ class HealthService::Impl final : public upstream::EjectionListener, public Slot
       // at every start.
       bool worse = after == upstream::AgentState::kDown || after == upstream::AgentState::kDrain;
       bool first_up = before == upstream::AgentState::kNone && after == upstream::AgentState::kUp;
-      log_transition(worse ? LogLevel::kWarn : first_up ? LogLevel::kDebug : LogLevel::kInfo,
-                     "backend %s server %s: agent says %s (was %s)%s [AGENT]",
-                     backend, server, upstream::agent_state_name(after), upstream::agent_state_name(before),
+      log_transition(worse      ? LogLevel::kWarn
+                     : first_up ? LogLevel::kDebug
+                                : LogLevel::kInfo,
+                     "backend %s server %s: agent says %s (was %s)%s [AGENT]", backend, server,
+                     upstream::agent_state_name(after), upstream::agent_state_name(before),
                      ramp ? (", slow start over " + format_millis(s.ctx.cfg->slow_start)).c_str() : "");
     }
     if (srv.scaled_weight() != weight_before)
-      FULCRUM_LOG(kDebug, "backend %s server %s: agent report '%s': effective weight %.3f -> %.3f", backend, server,
-                  o.detail.c_str(), static_cast<double>(weight_before) / upstream::kWeightScale,
+      FULCRUM_LOG(kDebug, "backend %s server %s: agent report '%s': effective weight %.3f -> %.3f", backend,
+                  server, o.detail.c_str(), static_cast<double>(weight_before) / upstream::kWeightScale,
                   srv.effective_weight());
   }
 

@@ -1,3 +1,5 @@
+// One worker's UDP listener and its flow table: a connected socket per client address and port,
+// kept until idle. That worker's thread only.
 #include "l4/udp_proxy.h"
 
 #include <netinet/in.h>

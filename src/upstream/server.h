@@ -58,8 +58,8 @@ struct ReportedLoad {
   AgentState state = AgentState::kNone;
   std::optional<uint32_t> cpu_ppm;  // last reported, parts per million
   std::optional<uint32_t> mem_ppm;
-  uint32_t percent = 100;         // last `N%`, 100 until one is reported
-  uint32_t load_permille = 1000;  // the cpu/mem factor in use (after the deadband, weight.h)
+  uint32_t percent = 100;                      // last `N%`, 100 until one is reported
+  uint32_t load_permille = 1000;               // the cpu/mem factor in use (after the deadband, weight.h)
   std::chrono::system_clock::time_point at{};  // the last well-formed reply (wall clock)
   // Why the last probe that taught us nothing did so ("connection refused", "malformed reply:
   // unknown word 'busy'"); empty when the last probe succeeded.
@@ -141,7 +141,8 @@ class Server {
   void restore_reported_load(const ReportedLoad& load);
   // Agent probes that ended with `r`, since start.
   uint64_t agent_results(AgentResult r) const {
-    return r < AgentResult::kCount ? agent_results_[static_cast<size_t>(r)].load(std::memory_order_relaxed) : 0;
+    return r < AgentResult::kCount ? agent_results_[static_cast<size_t>(r)].load(std::memory_order_relaxed)
+                                   : 0;
   }
 
   // Passive checks. Hot path: the proxies call this once per request or connection outcome (ok =

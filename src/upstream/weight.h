@@ -9,8 +9,9 @@
 // units of 1/kWeightScale of a configured weight unit. 1000 makes the 1% floor of a weight-1
 // server exactly 10 units and matches slow start's per-mille ramp. The largest effective weight is
 // 256 (weight) x 1000 (scale) x 256% (agent) = 655,360 < 2^20, so `active x weight` in
-// least_conn (31 + 20 bits) fits in 64 bits, and a backend of 256 such servers sums to < 2^28. Balancers divide weights by their gcd, so
-// equal or plainly configured weights (5 and 2 -> 5000 and 2000) give the same tables as before.
+// least_conn (31 + 20 bits) fits in 64 bits, and 256 such servers sum to less than 2^28.
+// Balancers divide weights by their gcd, so plainly configured weights (5 and 2, now 5000 and
+// 2000) give the same tables as before; round_robin's cycle stays capped at 4096 entries.
 #pragma once
 #include <cstdint>
 

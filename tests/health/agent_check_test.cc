@@ -187,8 +187,10 @@ TEST(AgentServiceTest, ReportsApplyOnTheirOwnScheduleAndProblemsChangeNothing) {
   // Garbage, a silent agent, one that closes without a line, one that refuses: each is counted
   // and none changes the state, the weight or the generation.
   uint64_t g = b.generation();
-  for (auto [reply, hold] : {std::pair<std::string, bool>{"up cpu=0.0 busy\n", false}, {"\x01\xff\n", false},
-                             {"up", true}, {"", false}}) {
+  for (auto [reply, hold] : {std::pair<std::string, bool>{"up cpu=0.0 busy\n", false},
+                             {"\x01\xff\n", false},
+                             {"up", true},
+                             {"", false}}) {
     agent.set(reply, hold);
     int before = agent.connections();
     ASSERT_TRUE(eventually([&] { return agent.connections() >= before + 2; })) << "probes go on";

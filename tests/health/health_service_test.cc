@@ -408,7 +408,8 @@ TEST(SlowStartTest, ReturningServerRampsFromATenthToItsWeight) {
   HealthService svc({&b}, scripted(script));
   svc.start();
   ASSERT_TRUE(eventually([&] { return s.health() == Health::kUp; }));
-  EXPECT_EQ(s.effective_weight(), 20.0) << "the first pass after start does not ramp: every server starts together";
+  EXPECT_EQ(s.effective_weight(), 20.0)
+      << "the first pass after start does not ramp: every server starts together";
   script.set("s1", Mode::kFail);
   ASSERT_TRUE(eventually([&] { return s.health() == Health::kDown; }));
   script.set("s1", Mode::kPass);

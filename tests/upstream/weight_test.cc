@@ -23,22 +23,23 @@ TEST(WeightTest, EveryFactorMultiplies) {
     uint32_t want;
   };
   const Case cases[] = {
-      {{.base = 1, .ramp_permille = 100}, 100},                      // slow start at a tenth
-      {{.base = 3, .load_permille = 900}, 2700},                     // cpu 0.1 on weight 3
-      {{.base = 1, .load_permille = 100}, 100},                      // cpu 0.9 on weight 1
-      {{.base = 1, .load_permille = kLoadFloorPermille}, 10},        // the 1% floor of weight 1
-      {{.base = 2, .percent = 50}, 1000},                            // N%
-      {{.base = 2, .percent = 256}, 5120},                           // more than configured
-      {{.base = 1, .percent = 0}, 0},                                // 0%: no new traffic
+      {{.base = 1, .ramp_permille = 100}, 100},                // slow start at a tenth
+      {{.base = 3, .load_permille = 900}, 2700},               // cpu 0.1 on weight 3
+      {{.base = 1, .load_permille = 100}, 100},                // cpu 0.9 on weight 1
+      {{.base = 1, .load_permille = kLoadFloorPermille}, 10},  // the 1% floor of weight 1
+      {{.base = 2, .percent = 50}, 1000},                      // N%
+      {{.base = 2, .percent = 256}, 5120},                     // more than configured
+      {{.base = 1, .percent = 0}, 0},                          // 0%: no new traffic
       {{.base = 4, .ramp_permille = 500, .percent = 50, .load_permille = 500}, 500},
       {{.base = 1, .ramp_permille = 100, .load_permille = kLoadFloorPermille}, 1},  // 0.1% rounds to 1 unit
-      {{.base = 1, .ramp_permille = 0}, 1},                          // never 0 while base and % are not
+      {{.base = 1, .ramp_permille = 0}, 1},  // never 0 while base and % are not
       {{.base = 256, .ramp_permille = 1000, .percent = 256, .load_permille = 1000}, 655360},  // the largest
-      {{.base = 1, .ramp_permille = 5000, .percent = 9999, .load_permille = 5000}, 2560},  // inputs are capped
+      {{.base = 1, .ramp_permille = 5000, .percent = 9999, .load_permille = 5000},
+       2560},  // inputs are capped
   };
   for (const Case& c : cases)
-    EXPECT_EQ(effective_weight(c.f), c.want)
-        << c.f.base << " x " << c.f.ramp_permille << "‰ x " << c.f.percent << "% x " << c.f.load_permille << "‰";
+    EXPECT_EQ(effective_weight(c.f), c.want) << c.f.base << " x " << c.f.ramp_permille << "‰ x "
+                                             << c.f.percent << "% x " << c.f.load_permille << "‰";
 }
 
 TEST(WeightTest, LoadFactorIsOneMinusTheBusierResourceFlooredAtOnePercent) {
