@@ -1,5 +1,7 @@
 #include "app/validate.h"
 
+#include <sys/stat.h>
+
 #include <string>
 
 #include "lb/balancer.h"
@@ -64,10 +66,16 @@ std::optional<config::ConfigError> check_runnable(const config::Config& cfg) {
                                                "' is not implemented in this build yet (listener '" + l.name + "')");
   }
   for (auto& l : cfg.listeners)
-    for (auto& r : l.routes)
-      if (r.static_site || r.cache)
-        return cfg.error_at(r.mark, "listener '" + l.name + "': " + (r.static_site ? "static" : "cache") +
-                                        " routes are not implemented in this build yet");
+    for (auto& r : l.routes) {
+      if (r.cache)
+        return cfg.error_at(r.cache->mark, "listener '" + l.name + "': cache is not implemented in this build yet");
+      if (r.static_site) {
+        struct stat st{};
+        if (::stat(r.static_site->root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+          return cfg.error_at(r.static_site->mark, "listener '" + l.name + "': static root '" + r.static_site->root +
+                                                       "' is not a readable folder");
+      }
+    }
   return std::nullopt;
 }
 

@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@
 #include "http/chunked.h"
 #include "http/forward.h"
 #include "http/local_response.h"
+#include "static/static_site.h"
 #include "http/observe.h"
 
 namespace fulcrum::http {
@@ -153,6 +155,9 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   bool response_body_complete() const;
 
   void send_local(int status, bool close_after, std::string_view extra = {});
+  void serve_static(const staticfiles::StaticSite& site, const RequestHead& head, std::string_view path,
+                    bool close_after);
+  bool send_file(bool* progress);
   void set_state(State s);
   void release_upstream(bool reuse);
   Millis response_timeout() const { return ctx_.backends[backend_]->spec().response_timeout; }
@@ -175,6 +180,11 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   bool writable_ = true;
   bool read_eof_ = false;
   bool closed_ = false;
+  // A static file being sent (serve_static).
+  Fd file_;
+  uint64_t file_off_ = 0;
+  uint64_t file_left_ = 0;
+  bool static_pending_ = false;
   metrics::Exchange x_;  // the request in progress, for the counters and the access log
 
   // The exchange in progress.
@@ -436,9 +446,9 @@ void ClientConn::on_request(const RequestHead& head, size_t head_len) {
   }
   backend_ = l_.route_backend_[static_cast<size_t>(route)];
   x_.backend = backend_;
-  if (backend_ < 0) {  // static routes are served by the static module (not in this build yet)
+  if (backend_ < 0) {  // a static route: fulcrum serves the file itself
     in_.consume(head_len);
-    return send_local(501, close_after);
+    return serve_static(*l_.statics_[static_cast<size_t>(route)], head, path, close_after);
   }
 
   tried_.clear();
@@ -948,10 +958,68 @@ void ClientConn::send_local(int status, bool close_after, std::string_view extra
   set_state(keep_alive_ ? State::kLocal : State::kClosing);
 }
 
+void ClientConn::serve_static(const staticfiles::StaticSite& site, const RequestHead& head, std::string_view path,
+                              bool close_after) {
+  if (close_after) keep_alive_ = false;
+  staticfiles::FileReply reply = site.serve(head.method, path, head.headers, !keep_alive_, out_);
+  x_.status = reply.status;
+  file_ = std::move(reply.file);
+  file_off_ = reply.offset;
+  file_left_ = file_ ? reply.length : 0;
+  static_pending_ = true;
+  set_state(keep_alive_ ? State::kLocal : State::kClosing);
+}
+
+// The head goes out corked (MSG_MORE) so the kernel sends it in one segment with the file's
+// first bytes; the file goes from the page cache to the socket with sendfile(2), no copy here.
+bool ClientConn::send_file(bool* progress) {
+  if (!out_.empty()) {
+    if (!writable_) return false;
+    ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL | MSG_MORE);
+    if (n < 0) {
+      if (errno == EAGAIN) writable_ = false;
+      else if (errno != EINTR) return close("client write failed"), false;
+      return false;
+    }
+    *progress = true;
+    x_.bytes += static_cast<size_t>(n);
+    out_.consume(static_cast<size_t>(n));
+    if (!out_.empty()) return false;
+  }
+  while (file_left_ > 0 && writable_) {
+    off_t off = static_cast<off_t>(file_off_);
+    ssize_t n = ::sendfile(fd_.get(), file_.get(), &off, static_cast<size_t>(std::min<uint64_t>(file_left_, 1 << 20)));
+    if (n > 0) {
+      *progress = true;
+      file_off_ += static_cast<uint64_t>(n);
+      file_left_ -= static_cast<uint64_t>(n);
+      x_.bytes += static_cast<size_t>(n);
+      timer_.arm(l_.idle_timeout_);
+      continue;
+    }
+    if (n < 0 && errno == EAGAIN) {
+      writable_ = false;
+      break;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return close(n == 0 ? "file shrank while sent" : "sendfile failed"), false;
+  }
+  return file_left_ == 0;
+}
+
 bool ClientConn::step_flush() {
   bool progress = false;
-  if (write_client({}, &progress) < 0) return false;
+  if (file_left_ > 0) {
+    if (!send_file(&progress)) return progress && !closed_;
+  } else if (write_client({}, &progress) < 0) {
+    return false;
+  }
   if (!out_.empty()) return progress;
+  if (static_pending_) {
+    static_pending_ = false;
+    file_.reset();
+    if (l_.metrics_) l_.metrics_->end_http(x_, peer_, Clock::now());
+  }
   if (state_ == State::kClosing) {
     // Half-close: the client reads the whole response, then sees the end.
     ::shutdown(fd_.get(), SHUT_WR);
@@ -1008,6 +1076,9 @@ HttpListener::HttpListener(HttpContext& ctx, const config::Config& cfg, const co
     for (size_t i = 0; i < cfg_.backends.size(); ++i)
       if (!r.static_site && cfg_.backends[i].name == r.backend) bi = static_cast<int>(i);
     route_backend_.push_back(bi);
+    statics_.push_back(r.static_site ? std::make_unique<staticfiles::StaticSite>(*r.static_site) : nullptr);
+    if (statics_.back() && !statics_.back()->ok())
+      FULCRUM_LOG(kError, "listener %s: %s", spec_.name.c_str(), statics_.back()->error().c_str());
   }
   if (spec_.protect) {
     header_timeout_ = spec_.protect->header_timeout;

@@ -20,6 +20,10 @@
 #include "lb/balancer.h"
 #include "metrics/metrics.h"
 
+namespace fulcrum::staticfiles {
+class StaticSite;
+}
+
 namespace fulcrum::http {
 
 constexpr size_t kMaxFields = 100;
@@ -62,6 +66,7 @@ class HttpListener final : public IoHandler {
   const config::Config& cfg_;
   const config::Listener& spec_;
   std::shared_ptr<const Router> router_;
+  std::vector<std::unique_ptr<staticfiles::StaticSite>> statics_;  // by route; null for backend routes
   std::vector<int> route_backend_;  // route index -> backend index, -1 for static routes
   Fd fd_;
   Millis header_timeout_{10000};
