@@ -132,11 +132,10 @@ def test_web_server_in_front_of_the_app_example(fulcrum, backend, tmp_path):
     assert r.status == 200 and b"Served by fulcrum" in body
     r, body = req(port, "GET", "/static/app.css")
     assert r.status == 200 and r.getheader("Content-Type").startswith("text/css")
-    seen = set()
-    for _ in range(6):
-        r, body = req(port, "GET", "/api/hello")  # the test backend answers unknown paths 404
-        assert r.getheader("X-Backend") in ("app1", "app2")
-        seen.add(r.getheader("X-Backend"))
-    assert seen == {"app1", "app2"}
+    for _ in range(4):
+        # The test backend knows no /api/ paths: its own "not found" shows the request reached it
+        # (fulcrum's own 404 says "no route").
+        r, body = req(port, "GET", "/api/hello")
+        assert b"not found" in body and b"no route" not in body
     r, body = req(port, "GET", "/some/client/route")  # SPA fallback
     assert b"Served by fulcrum" in body
