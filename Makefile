@@ -47,6 +47,7 @@ fuzz: deps
 
 bench: build
 	bench/run.sh
+	bench/dns.sh
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -55,8 +55,9 @@ struct World {
     }
     backend = std::make_unique<upstream::Backend>(spec);
     big = std::make_unique<upstream::Backend>(many);
-    std::vector<ZoneConfig> zones = {
-        {"www.example.com", backend.get(), 30, 0}, {"a.b", backend.get(), 5, 2}, {"many.example", big.get(), 60, 0}};
+    std::vector<ZoneConfig> zones = {{"www.example.com", backend.get(), 30, 0},
+                                     {"a.b", backend.get(), 5, 2},
+                                     {"many.example", big.get(), 60, 0}};
     responder = std::make_unique<Responder>("fuzz", zones, 3);
     out.resize(kMaxTcpMessage);
   }
@@ -76,7 +77,8 @@ void check_reply(std::span<const uint8_t> query, std::span<const uint8_t> reply,
   CHECK(reply[2] & 0x80);                               // QR
   if (q.opcode == kOpcodeQuery) {
     CHECK(reply.size() >= q.question_end);
-    CHECK(std::memcmp(reply.data() + kHeaderSize, query.data() + kHeaderSize, q.question_end - kHeaderSize) == 0);
+    CHECK(std::memcmp(reply.data() + kHeaderSize, query.data() + kHeaderSize, q.question_end - kHeaderSize) ==
+          0);
   }
   ldns_pkt* pkt = nullptr;
   CHECK(ldns_wire2pkt(&pkt, reply.data(), reply.size()) == LDNS_STATUS_OK);
@@ -97,7 +99,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint8_t mode = data[0];
   Transport t = (mode & 1) ? Transport::kTcp : Transport::kUdp;
   for (size_t i = 0; i < 3; ++i)
-    world->backend->servers()[i]->set_health((mode >> (i + 1)) & 1 ? upstream::Health::kDown : upstream::Health::kUp);
+    world->backend->servers()[i]->set_health((mode >> (i + 1)) & 1 ? upstream::Health::kDown
+                                                                   : upstream::Health::kUp);
   // A copy of exactly `size - 1` bytes, so ASan sees any read past the packet's end.
   std::unique_ptr<uint8_t[]> packet(new uint8_t[size - 1]);
   if (size > 1) std::memcpy(packet.get(), data + 1, size - 1);

@@ -1,6 +1,7 @@
 // `fulcrum demo`: the embedded default a newcomer runs first. Starts three demo application
-// servers of different speeds on their own thread, writes the demo config, and runs the balancer
-// in front of them. Main thread (the demo servers have their own loop).
+// servers of different speeds, each on a thread of its own with a load agent that reports the CPU
+// that thread uses, writes the demo config, and runs the balancer in front of them. Main thread
+// (each demo server has its own loop).
 #pragma once
 #include <string>
 

@@ -42,6 +42,7 @@ class LoadAgent : public IoHandler {
   LoadAgent(EventLoop& loop, const CpuMeter& meter) : loop_(loop), meter_(meter) {}
   ~LoadAgent();
   Result<void> listen(const SocketAddress& addr);
+  uint16_t port() const { return SocketAddress::local_of(fd_.get()).port(); }  // after listen()
   // The server asks to be drained (before a deploy, say): fulcrum stops sending it new traffic.
   void set_drain(bool drain) { drain_ = drain; }
   std::string line() const;

@@ -71,8 +71,10 @@ class DnsTcpConnection final : public Deferred, public IoHandler {
     FULCRUM_LOG(kDebug, "dns listener %s: tcp connection closed: %s", listener_.spec_.name.c_str(), why);
     idle_.cancel();
     fd_.reset();  // also leaves epoll: the descriptor is not shared
-    if (prev_) prev_->next_ = next_;
-    else listener_.first_ = next_;
+    if (prev_)
+      prev_->next_ = next_;
+    else
+      listener_.first_ = next_;
     if (next_) next_->prev_ = prev_;
     prev_ = next_ = nullptr;
     listener_.tcp_count_.fetch_sub(1, std::memory_order_relaxed);
@@ -149,7 +151,8 @@ class DnsTcpConnection final : public Deferred, public IoHandler {
 
   bool flush() {
     while (pending_off_ < pending_.size()) {
-      ssize_t n = ::send(fd_.get(), pending_.data() + pending_off_, pending_.size() - pending_off_, MSG_NOSIGNAL);
+      ssize_t n =
+          ::send(fd_.get(), pending_.data() + pending_off_, pending_.size() - pending_off_, MSG_NOSIGNAL);
       if (n < 0) {
         if (errno == EAGAIN) return true;
         if (errno == EINTR) continue;
@@ -192,9 +195,11 @@ DnsListener::DnsListener(EventLoop& loop, const config::Listener& spec, std::spa
   acceptor_.listener = this;
   grow_socket_buffers(udp_.get(), kSocketBuffer);
   if (is_wildcard(spec_.bind)) {
-    if (auto r = enable_pktinfo(udp_.get(), spec_.bind.family()); r) pktinfo_ = true;
-    else FULCRUM_LOG(kWarn, "dns listener %s: %s: replies may leave from another address", spec_.name.c_str(),
-                     strerror(r.error().code));
+    if (auto r = enable_pktinfo(udp_.get(), spec_.bind.family()); r)
+      pktinfo_ = true;
+    else
+      FULCRUM_LOG(kWarn, "dns listener %s: %s: replies may leave from another address", spec_.name.c_str(),
+                  strerror(r.error().code));
   }
   for (size_t i = 0; i < kBatch; ++i) {
     in_iov_[i] = {in_.get() + i * kMaxQuery, kMaxQuery};
@@ -306,7 +311,8 @@ void DnsListener::accept_tcp() {
     Fd fd(c);
     if (tcp_count_.load(std::memory_order_relaxed) >= kMaxTcpConnections) {
       responder_.stats().tcp_refused.add();
-      FULCRUM_LOG_LIMITED(kWarn, "dns listener %s: %zu tcp connections on this worker; closing a new one [DNSCONNS]",
+      FULCRUM_LOG_LIMITED(kWarn,
+                          "dns listener %s: %zu tcp connections on this worker; closing a new one [DNSCONNS]",
                           spec_.name.c_str(), kMaxTcpConnections);
       continue;
     }

@@ -6,15 +6,24 @@ namespace fulcrum::dns {
 
 const char* parse_error_name(ParseError e) {
   switch (e) {
-    case ParseError::kNone: return "ok";
-    case ParseError::kShort: return "short";
-    case ParseError::kResponse: return "response";
-    case ParseError::kQdcount: return "qdcount";
-    case ParseError::kLabel: return "label";
-    case ParseError::kPointer: return "pointer";
-    case ParseError::kNameTooLong: return "name_too_long";
-    case ParseError::kTrailing: return "trailing";
-    case ParseError::kCount: break;
+    case ParseError::kNone:
+      return "ok";
+    case ParseError::kShort:
+      return "short";
+    case ParseError::kResponse:
+      return "response";
+    case ParseError::kQdcount:
+      return "qdcount";
+    case ParseError::kLabel:
+      return "label";
+    case ParseError::kPointer:
+      return "pointer";
+    case ParseError::kNameTooLong:
+      return "name_too_long";
+    case ParseError::kTrailing:
+      return "trailing";
+    case ParseError::kCount:
+      break;
   }
   return "?";
 }

@@ -22,7 +22,14 @@ inline constexpr uint16_t kClassIn = 1;
 inline constexpr uint16_t kClassAny = 255;
 inline constexpr uint8_t kOpcodeQuery = 0;
 
-enum class Rcode : uint8_t { kNoError = 0, kFormErr = 1, kServFail = 2, kNxDomain = 3, kNotImp = 4, kRefused = 5 };
+enum class Rcode : uint8_t {
+  kNoError = 0,
+  kFormErr = 1,
+  kServFail = 2,
+  kNxDomain = 3,
+  kNotImp = 4,
+  kRefused = 5
+};
 
 // Why a packet was dropped unanswered.
 enum class ParseError : uint8_t {
@@ -49,13 +56,13 @@ struct Query {
   size_t question_end = kHeaderSize;
   uint16_t qtype = 0;
   uint16_t qclass = 0;
-  uint8_t name_len = 0;     // wire length, root label included
+  uint8_t name_len = 0;    // wire length, root label included
   uint8_t name[kMaxName];  // the name in wire form, lower-cased, for the zone lookup
   // EDNS(0), RFC 6891.
-  bool edns = false;        // an OPT record was present
-  bool edns_bad = false;    // two OPT records, or one not owned by the root: FORMERR (6.1.1)
+  bool edns = false;      // an OPT record was present
+  bool edns_bad = false;  // two OPT records, or one not owned by the root: FORMERR (6.1.1)
   uint8_t edns_version = 0;
-  bool dnssec_ok = false;   // the DO bit, echoed (RFC 3225 3)
+  bool dnssec_ok = false;              // the DO bit, echoed (RFC 3225 3)
   uint16_t udp_size = kMinUdpPayload;  // what the client can receive over UDP, at least 512
 
   std::span<const uint8_t> lower_name() const { return {name, name_len}; }

@@ -54,7 +54,8 @@ struct Reply {
 // the question and the OPT, written by the caller at header_and_question(...).
 size_t write_header(const Query& q, std::span<const uint8_t> packet, const Reply& r, uint8_t* out) {
   put16(out, q.id);
-  out[2] = static_cast<uint8_t>(0x80 | (q.opcode << 3) | (r.aa ? 0x04 : 0) | (r.tc ? 0x02 : 0) | (q.rd ? 1 : 0));
+  out[2] =
+      static_cast<uint8_t>(0x80 | (q.opcode << 3) | (r.aa ? 0x04 : 0) | (r.tc ? 0x02 : 0) | (q.rd ? 1 : 0));
   out[3] = static_cast<uint8_t>((q.cd ? 0x10 : 0) | static_cast<uint8_t>(r.rcode));
   put16(out + 4, r.question ? 1 : 0);
   put16(out + 6, r.ancount);
@@ -130,7 +131,8 @@ void Responder::rebuild(Zone& z) {
                         "(fail open) [FAILOPEN]",
                         listener_.c_str(), z.name.c_str(), z.backend->name().c_str(), servers.size());
   } else if (z.fail_open) {
-    FULCRUM_LOG_LIMITED(kInfo, "dns listener %s zone %s: %zu server(s) of backend %s up again; fail open over",
+    FULCRUM_LOG_LIMITED(kInfo,
+                        "dns listener %s zone %s: %zu server(s) of backend %s up again; fail open over",
                         listener_.c_str(), z.name.c_str(), servers.size(), z.backend->name().c_str());
   }
   z.fail_open = fail_open;
@@ -223,7 +225,8 @@ size_t Responder::respond(std::span<const uint8_t> packet, Transport transport, 
   size_t limit = out.size();
   if (transport == Transport::kUdp)
     limit = std::min<size_t>({limit, q.edns ? q.udp_size : kMinUdpPayload, kMaxUdpPayload});
-  else limit = std::min(limit, kMaxTcpMessage);
+  else
+    limit = std::min(limit, kMaxTcpMessage);
   size_t head = q.question_end + (r.opt ? kOptSize : 0);
   if (head + n4 * z->v4.rr_size + n6 * z->v6.rr_size > limit) {
     if (transport == Transport::kUdp) {

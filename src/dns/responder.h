@@ -82,9 +82,9 @@ class Responder {
  private:
   struct Family {
     explicit Family(size_t rr) : rr_size(rr) {}
-    size_t rr_size;                // 16 for A, 28 for AAAA (with a 2-byte compressed owner)
-    size_t count = 0;              // records
-    std::vector<uint8_t> wire;     // the records, twice over: any k from any start is one memcpy
+    size_t rr_size;                 // 16 for A, 28 for AAAA (with a 2-byte compressed owner)
+    size_t count = 0;               // records
+    std::vector<uint8_t> wire;      // the records, twice over: any k from any start is one memcpy
     std::vector<uint32_t> weights;  // scratch for rebuilding the rotation
     Rotation rotation;
   };

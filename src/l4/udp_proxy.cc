@@ -14,8 +14,8 @@ namespace fulcrum::l4 {
 
 namespace {
 constexpr int kSocketBuffer = 1 << 20;  // the listener's, shared by every flow's replies
-constexpr int kRoundsPerWake = 8;     // recvmmsg batches per wake-up of the listener (level-triggered)
-constexpr int kRepliesPerWake = 64;   // server datagrams relayed per wake-up of one flow
+constexpr int kRoundsPerWake = 8;       // recvmmsg batches per wake-up of the listener (level-triggered)
+constexpr int kRepliesPerWake = 64;     // server datagrams relayed per wake-up of one flow
 }  // namespace
 
 // One client address and port and its connected socket to the chosen server.
@@ -104,8 +104,9 @@ class UdpFlow final : public Deferred, public IoHandler {
     server_->record_failure();
     server_->report_outcome(false);
     FULCRUM_LOG_LIMITED(kWarn, "udp listener %s: backend %s server %s (%s) refused datagrams from %s",
-                        listener_.spec_.name.c_str(), listener_.backend_.name.c_str(), server_->name().c_str(),
-                        server_->address_text().c_str(), client_.to_string().c_str());
+                        listener_.spec_.name.c_str(), listener_.backend_.name.c_str(),
+                        server_->name().c_str(), server_->address_text().c_str(),
+                        client_.to_string().c_str());
     close();
   }
 
@@ -174,9 +175,11 @@ UdpListener::UdpListener(EventLoop& loop, const config::Listener& spec, const co
   if (spec_.idle_timeout) idle_timeout_ = *spec_.idle_timeout;
   if (idle_timeout_.count() <= 0) idle_timeout_ = Millis(30000);
   if (is_wildcard(spec_.bind)) {
-    if (auto r = enable_pktinfo(fd_.get(), spec_.bind.family()); r) pktinfo_ = true;
-    else FULCRUM_LOG(kWarn, "udp listener %s: %s: replies may leave from another address", spec_.name.c_str(),
-                     strerror(r.error().code));
+    if (auto r = enable_pktinfo(fd_.get(), spec_.bind.family()); r)
+      pktinfo_ = true;
+    else
+      FULCRUM_LOG(kWarn, "udp listener %s: %s: replies may leave from another address", spec_.name.c_str(),
+                  strerror(r.error().code));
   }
   for (size_t i = 0; i < kBatch; ++i) {
     iov_[i] = {in_.get() + i * kMaxDatagram, kMaxDatagram};
@@ -204,7 +207,8 @@ UdpFlow* UdpListener::open_flow(const SocketAddress& client, const FlowKey& key,
                                 size_t control_len) {
   if (flows_.size() >= kMaxFlows) {
     stats_.dropped_table_full.add();
-    FULCRUM_LOG_LIMITED(kWarn, "udp listener %s: %zu flows on this worker; dropping a datagram from %s [UDPFULL]",
+    FULCRUM_LOG_LIMITED(kWarn,
+                        "udp listener %s: %zu flows on this worker; dropping a datagram from %s [UDPFULL]",
                         spec_.name.c_str(), kMaxFlows, client.to_string().c_str());
     return nullptr;
   }
@@ -223,8 +227,8 @@ UdpFlow* UdpListener::open_flow(const SocketAddress& client, const FlowKey& key,
   // ICMP port unreachable as ECONNREFUSED.
   if (!fd || ::connect(fd.get(), to.sa(), to.len()) != 0) {
     stats_.dropped_socket.add();
-    FULCRUM_LOG_LIMITED(kError, "udp listener %s: socket to %s: %s", spec_.name.c_str(), server->address_text().c_str(),
-                        strerror(errno));
+    FULCRUM_LOG_LIMITED(kError, "udp listener %s: socket to %s: %s", spec_.name.c_str(),
+                        server->address_text().c_str(), strerror(errno));
     return nullptr;
   }
   int raw = fd.get();
@@ -272,7 +276,8 @@ void UdpListener::on_io(uint32_t) {
       UdpFlow* flow = it != flows_.end() ? it->second : open_flow(client, key, control_[i].bytes, clen);
       // A flow whose server turned out closed (ICMP port unreachable) is dropped by forward();
       // the datagram then starts a new flow, on a server the balancer picks again, once.
-      if (flow && !flow->forward(data, msgs_[i].msg_len) && (flow = open_flow(client, key, control_[i].bytes, clen)))
+      if (flow && !flow->forward(data, msgs_[i].msg_len) &&
+          (flow = open_flow(client, key, control_[i].bytes, clen)))
         flow->forward(data, msgs_[i].msg_len);
     }
     if (static_cast<size_t>(n) < kBatch) return;  // drained

@@ -29,22 +29,22 @@ class UdpFlow;
 // Per listener and worker; summed across workers when read. Every dropped datagram is counted.
 struct UdpStats {
   metrics::Counter flows_created;
-  metrics::Counter flows_expired;        // idle_timeout
-  metrics::Counter flows_failed;         // the server refused (ICMP port unreachable) or a socket error
-  metrics::Counter datagrams_in;         // client -> server, forwarded
-  metrics::Counter datagrams_out;        // server -> client, relayed
+  metrics::Counter flows_expired;  // idle_timeout
+  metrics::Counter flows_failed;   // the server refused (ICMP port unreachable) or a socket error
+  metrics::Counter datagrams_in;   // client -> server, forwarded
+  metrics::Counter datagrams_out;  // server -> client, relayed
   metrics::Counter bytes_in;
   metrics::Counter bytes_out;
-  metrics::Counter dropped_no_server;    // every server down
-  metrics::Counter dropped_table_full;   // kMaxFlows reached on this worker
-  metrics::Counter dropped_socket;       // no descriptor for a new flow, or a send that would block
-  metrics::Counter dropped_oversize;     // larger than kMaxDatagram (cannot happen over IPv4/IPv6 UDP)
+  metrics::Counter dropped_no_server;   // every server down
+  metrics::Counter dropped_table_full;  // kMaxFlows reached on this worker
+  metrics::Counter dropped_socket;      // no descriptor for a new flow, or a send that would block
+  metrics::Counter dropped_oversize;    // larger than kMaxDatagram (cannot happen over IPv4/IPv6 UDP)
 };
 
 class UdpListener final : public IoHandler {
  public:
-  UdpListener(EventLoop& loop, const config::Listener& spec, const config::Backend& backend, lb::Picker& picker,
-              Fd fd);
+  UdpListener(EventLoop& loop, const config::Listener& spec, const config::Backend& backend,
+              lb::Picker& picker, Fd fd);
   ~UdpListener();
   UdpListener(const UdpListener&) = delete;
   UdpListener& operator=(const UdpListener&) = delete;

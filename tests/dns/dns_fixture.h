@@ -87,10 +87,10 @@ struct Decoded {
   size_t size = 0;
   uint16_t id = 0;
   bool qr = false, aa = false, tc = false, rd = false, cd = false;
-  int rcode = -1;          // header RCODE
+  int rcode = -1;  // header RCODE
   int opcode = -1;
   size_t qdcount = 0;
-  std::string qname;       // as ldns prints it, with the trailing dot
+  std::string qname;  // as ldns prints it, with the trailing dot
   int qtype = -1;
   std::vector<std::string> answers;  // addresses, in order
   std::vector<std::string> owners;   // owner names of the answers

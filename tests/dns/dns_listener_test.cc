@@ -75,7 +75,8 @@ class DnsListenerTest : public ::testing::Test {
     sockaddr_in src{};
     socklen_t len = sizeof(src);
     bool got = pump([&] {
-      ssize_t n = ::recvfrom(fd, buf.data(), buf.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&src), &len);
+      ssize_t n =
+          ::recvfrom(fd, buf.data(), buf.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&src), &len);
       if (n < 0) return false;
       buf.resize(static_cast<size_t>(n));
       return true;

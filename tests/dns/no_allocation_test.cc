@@ -45,19 +45,20 @@ TEST(DnsNoAllocation, RespondAllocatesNothing) {
   servers.push_back({"[2001:db8::1]:80", 3, false});
   servers[1].weight = 5;  // weighted: the smooth rotation, not the counter
   upstream::Backend backend(testing::backend_spec(servers));
-  std::vector<ZoneConfig> zones = {{"www.example.com", &backend, 30, 0}, {"two.example.com", &backend, 30, 2}};
+  std::vector<ZoneConfig> zones = {{"www.example.com", &backend, 30, 0},
+                                   {"two.example.com", &backend, 30, 2}};
   Responder r("dns", zones, 1);
   QueryOptions edns;
   edns.edns = true;
   edns.udp_size = 4096;
   std::vector<std::vector<uint8_t>> queries = {
-      make_query("www.example.com", kTypeA),          // TC over UDP
-      make_query("www.example.com", kTypeA, edns),    // fits with EDNS
-      make_query("TWO.example.com", kTypeA),          // answers: 2
+      make_query("www.example.com", kTypeA),        // TC over UDP
+      make_query("www.example.com", kTypeA, edns),  // fits with EDNS
+      make_query("TWO.example.com", kTypeA),        // answers: 2
       make_query("two.example.com", kTypeAaaa),
-      make_query("two.example.com", 15),              // NODATA
-      make_query("elsewhere.example", kTypeA),        // REFUSED
-      std::vector<uint8_t>(5, 0),                     // malformed
+      make_query("two.example.com", 15),        // NODATA
+      make_query("elsewhere.example", kTypeA),  // REFUSED
+      std::vector<uint8_t>(5, 0),               // malformed
   };
   std::vector<uint8_t> out(kMaxTcpMessage);
   for (auto& q : queries) (void)r.respond(q, Transport::kUdp, out);  // builds the records

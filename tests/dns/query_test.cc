@@ -136,10 +136,12 @@ TEST(QueryTest, OtherOpcodesStopAtTheHeader) {
 
 TEST(QueryTest, Short) {
   Query q;
-  for (size_t n = 0; n < kHeaderSize; ++n) EXPECT_EQ(parse(std::vector<uint8_t>(n, 0), &q), ParseError::kShort);
+  for (size_t n = 0; n < kHeaderSize; ++n)
+    EXPECT_EQ(parse(std::vector<uint8_t>(n, 0), &q), ParseError::kShort);
   auto p = make_query("www.example.com", kTypeA);
   for (size_t n = kHeaderSize; n < p.size(); ++n)
-    EXPECT_EQ(parse(std::vector<uint8_t>(p.begin(), p.begin() + static_cast<long>(n)), &q), ParseError::kShort)
+    EXPECT_EQ(parse(std::vector<uint8_t>(p.begin(), p.begin() + static_cast<long>(n)), &q),
+              ParseError::kShort)
         << n;
 }
 
@@ -187,7 +189,8 @@ TEST(QueryTest, NameTooLong) {
   Query q;
   EXPECT_EQ(parse(make_query(name, kTypeA), &q), ParseError::kNameTooLong);
   // 3 x 63 + 61 = 255 with length bytes and root: the longest allowed.
-  name = std::string(63, 'a') + "." + std::string(63, 'b') + "." + std::string(63, 'c') + "." + std::string(61, 'd');
+  name = std::string(63, 'a') + "." + std::string(63, 'b') + "." + std::string(63, 'c') + "." +
+         std::string(61, 'd');
   ASSERT_EQ(parse(make_query(name, kTypeA), &q), ParseError::kNone);
   EXPECT_EQ(q.name_len, 255);
 }

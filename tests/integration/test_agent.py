@@ -9,11 +9,13 @@ in X-Backend), each with an agent of its own written here in Python, on a free p
     undone by the agent's `up`
   - a silent agent (accepts and closes, or does not listen) keeps the last reported state
   - garbage replies change nothing, and are counted and logged
+  - a reload (SIGHUP) keeps what the agents reported
 
 Every wait is bounded."""
 import http.client
 import json
 import re
+import signal
 import socket
 import threading
 import time
@@ -228,7 +230,8 @@ def test_drain_stops_new_traffic_and_operator_drain_outranks_agent_up(fulcrum, b
 
 def test_silent_agent_keeps_the_last_state(fulcrum, backend, agents):
     f, web, admin, (a1, a2, a3) = start(fulcrum, backend, agents, [b"cpu=0.1\n", b"cpu=0.1\n", b"drain cpu=0.9\n"])
-    wait_until(lambda: servers(admin)["s3"]["state"] == "drain" and weights(admin)["s1"] == 0.9, 10,
+    first = {"s1": 0.9, "s2": 0.9, "s3": 0.1}
+    wait_until(lambda: servers(admin)["s3"]["state"] == "drain" and weights(admin) == first, 10,
                what="first reports applied")
     before = weights(admin)
     # Accepts and closes without a line.
@@ -293,3 +296,21 @@ def test_garbage_replies_change_nothing(fulcrum, backend, agents):
     # A good reply again is applied at once.
     a1.set(b"up 100%\n")
     wait_weights(admin, {"s1": 1, "s2": 1, "s3": 0.5})
+
+
+def test_reload_keeps_what_the_agents_reported(fulcrum, backend, agents):
+    # s3's agent drains it, then falls silent: after a reload (SIGHUP builds new servers) the
+    # drain and the weights still hold, though no agent has said anything since.
+    f, web, admin, (a1, a2, a3) = start(fulcrum, backend, agents, [b"cpu=0.5\n", b"up\n", b"drain\n"])
+    wait_until(lambda: servers(admin)["s3"]["state"] == "drain" and weights(admin)["s1"] == 0.5, 10,
+               what="reports applied")
+    a1.set(None)
+    a3.set(None)
+    wait_probes(a1)
+    wait_probes(a3)
+    f.signal(signal.SIGHUP)
+    wait_until(lambda: "reloaded" in f.stderr, 10, what="reload")
+    s = servers(admin)
+    assert s["s3"]["state"] == "drain" and s["s3"]["reported_load"]["state"] == "drain", s["s3"]
+    assert weights(admin) == {"s1": 0.5, "s2": 1, "s3": 1}, "the drained server keeps its weight"
+    assert "s3" not in count_backends(web, 60)

@@ -54,7 +54,8 @@ class UdpProxyTest : public ::testing::Test {
     auto fd = listen_socket(listener_spec_.bind, SocketType::kDatagram);
     ASSERT_TRUE(fd.ok());
     address_ = bound_address(fd->get());
-    listener_ = std::make_unique<UdpListener>(loop_, listener_spec_, backend_->spec(), *picker_, std::move(*fd));
+    listener_ =
+        std::make_unique<UdpListener>(loop_, listener_spec_, backend_->spec(), *picker_, std::move(*fd));
   }
 
   // Servers answer "g<i>:<payload>" to whoever sent; returns when pred() holds (~2s at most).
@@ -74,7 +75,8 @@ class UdpProxyTest : public ::testing::Test {
       for (;;) {
         sockaddr_storage from{};
         socklen_t len = sizeof(from);
-        ssize_t n = ::recvfrom(servers_[i].get(), buf, sizeof(buf), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), &len);
+        ssize_t n = ::recvfrom(servers_[i].get(), buf, sizeof(buf), MSG_DONTWAIT,
+                               reinterpret_cast<sockaddr*>(&from), &len);
         if (n < 0) break;
         ++received_[i];
         std::string reply = "g" + std::to_string(i) + ":" + std::string(buf, static_cast<size_t>(n));
@@ -89,16 +91,19 @@ class UdpProxyTest : public ::testing::Test {
   // The next reply to `client`, and where it came from; "" on timeout.
   std::string reply(int client, SocketAddress* from = nullptr, int rounds = 400) {
     std::string out;
-    pump([&] {
-      char buf[70000];
-      sockaddr_storage src{};
-      socklen_t len = sizeof(src);
-      ssize_t n = ::recvfrom(client, buf, sizeof(buf), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&src), &len);
-      if (n < 0) return false;
-      out.assign(buf, static_cast<size_t>(n));
-      if (from) *from = SocketAddress(reinterpret_cast<sockaddr*>(&src), len);
-      return true;
-    }, rounds);
+    pump(
+        [&] {
+          char buf[70000];
+          sockaddr_storage src{};
+          socklen_t len = sizeof(src);
+          ssize_t n =
+              ::recvfrom(client, buf, sizeof(buf), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&src), &len);
+          if (n < 0) return false;
+          out.assign(buf, static_cast<size_t>(n));
+          if (from) *from = SocketAddress(reinterpret_cast<sockaddr*>(&src), len);
+          return true;
+        },
+        rounds);
     return out;
   }
 
