@@ -5,6 +5,7 @@
 #include "app/demo.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -170,16 +171,24 @@ std::string demo_config() {
   return R"(# fulcrum demo: three application servers of different speeds behind one balancer.
 workers: auto
 shutdown_grace: 2s
+admin: { listen: 127.0.0.1:9090 }          # the dashboard: http://127.0.0.1:9090/
 listeners:
   - name: web
     bind: 127.0.0.1:8080
     protocol: http
     routes:
+      - match: { path_prefix: /site/ }     # a static site, served by fulcrum itself
+        static: { root: . }
       - match: { path_prefix: /rr/ }       # plain round robin: watch sessions get lost
         backend: apps_rr
       - match: { path_prefix: /hash/ }     # consistent hashing on ?user=: same user, same server
         backend: apps_hash
       - backend: apps                      # least_time + health checks + sticky cookie
+  - name: dns                              # health-aware DNS: app.demo answers with the apps that are up
+    bind: 127.0.0.1:8053
+    protocol: dns
+    zones:
+      - { name: app.demo, backend: apps, ttl: 5, answers: 2 }
 backends:
   - name: apps
     balance: least_time
@@ -227,6 +236,13 @@ int run_demo(bool print_config_only) {
   }
   std::string path = std::string(dir) + "/fulcrum-demo.yaml";
   std::ofstream(path) << demo_config();
+  mkdir((std::string(dir) + "/site").c_str(), 0755);
+  std::ofstream(std::string(dir) + "/site/index.html")
+      << "<!doctype html><meta charset=utf-8><title>fulcrum demo site</title>"
+         "<style>body{font-family:system-ui,sans-serif;margin:3rem;max-width:40rem;color:#222}</style>"
+         "<h1>A static site, served by fulcrum</h1><p>This page comes from disk with sendfile; "
+         "<a href=/>/</a> goes to the application servers, and the dashboard is on "
+         "<a href=http://127.0.0.1:9090/>127.0.0.1:9090</a>.</p>\n";
 
   auto loaded = config::load_file(path);
   if (auto* err = std::get_if<config::ConfigError>(&loaded)) {
@@ -273,7 +289,8 @@ int run_demo(bool print_config_only) {
   std::printf(
       "fulcrum demo is running (config: %s; print it with `fulcrum demo --print-config`)\n\n"
       "  three application servers: app1 fast (~5ms), app2 medium (~30ms), app3 slow (~150ms)\n"
-      "  balancer: http://127.0.0.1:8080\n\n"
+      "  balancer: http://127.0.0.1:8080    static site: http://127.0.0.1:8080/site/\n"
+      "  dashboard: http://127.0.0.1:9090/   DNS balancer: 127.0.0.1:8053 (zone app.demo)\n\n"
       "Try:\n"
       "  curl -s http://127.0.0.1:8080/                      # least_time: mostly the fast app1\n"
       "  for i in 1 2 3 4 5 6; do curl -s http://127.0.0.1:8080/rr/; done   # round robin: all three\n\n"
@@ -298,6 +315,12 @@ int run_demo(bool print_config_only) {
       "An app can also ask to be drained through its agent:\n"
       "  curl -s -X POST http://127.0.0.1:9102/drain; sleep 2; for i in 1 2 3; do curl -s http://127.0.0.1:8080/rr/; done\n"
       "  curl -s -X POST http://127.0.0.1:9102/undrain\n\n"
+      "Health-aware DNS: the apps that are up, two per answer, rotated:\n"
+      "  dig @127.0.0.1 -p 8053 app.demo +short; dig @127.0.0.1 -p 8053 app.demo +short\n\n"
+      "Operations: the dashboard (drain a server with a click), metrics and the JSON API:\n"
+      "  open http://127.0.0.1:9090/\n"
+      "  curl -s http://127.0.0.1:9090/metrics | grep fulcrum_requests_total\n"
+      "  curl -s -X PATCH -d '{\"state\":\"drain\"}' http://127.0.0.1:9090/api/v1/backends/apps/servers/app1\n\n"
       "Stop with Ctrl-C.\n",
       path.c_str());
   std::fflush(stdout);
