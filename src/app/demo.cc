@@ -312,6 +312,7 @@ int run_demo(bool print_config_only) {
       "  for j in 1 2; do for i in $(seq 50); do curl -s 'http://127.0.0.1:9103/work?ms=200' >/dev/null; done & done\n"
       "  sleep 3; cat < /dev/tcp/127.0.0.1/9203            # up cpu=0.97 (less if the machine is busy elsewhere)\n"
       "  for i in $(seq 40); do curl -s http://127.0.0.1:8080/rr/; done | sort | uniq -c   # app3: few or none\n"
+      "  curl -s http://127.0.0.1:9090/metrics | grep 'fulcrum_server_weight{backend=\"apps_rr\"'   # or the dashboard\n"
       "An app can also ask to be drained through its agent:\n"
       "  curl -s -X POST http://127.0.0.1:9102/drain; sleep 2; for i in 1 2 3; do curl -s http://127.0.0.1:8080/rr/; done\n"
       "  curl -s -X POST http://127.0.0.1:9102/undrain\n\n"

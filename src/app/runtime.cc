@@ -147,9 +147,9 @@ class RuntimeImpl final : public Runtime {
       return 0;  // the loader guarantees the name exists
     };
     // Routers are built once and shared read-only by every worker.
-    std::vector<std::shared_ptr<const http::Router>> routers(cfg_->listeners.size());
-    for (size_t i = 0; i < cfg_->listeners.size(); ++i) {
-      auto& l = cfg_->listeners[i];
+    std::vector<std::shared_ptr<const http::Router>> routers(cfg.listeners.size());
+    for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+      auto& l = cfg.listeners[i];
       if (l.protocol != config::Protocol::kHttp) continue;
       auto router = http::Router::build(l);
       if (!router) return Error{0, "listener '" + l.name + "': " + router.error().message};
