@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <set>
@@ -51,6 +52,7 @@ struct Worker {
   std::unique_ptr<http::HttpContext> http_ctx;
   std::vector<std::unique_ptr<http::HttpListener>> http;
   std::thread thread;
+  std::atomic<bool> stopped_accepting{false};  // set on the worker's thread by stop_accepting()
 
   size_t sessions() const {
     size_t n = 0;
@@ -59,6 +61,7 @@ struct Worker {
     return n;
   }
   void stop_accepting() {
+    stopped_accepting.store(true, std::memory_order_release);
     for (auto& l : tcp) l->stop_accepting();
     for (auto& l : http) l->stop_accepting();
     for (auto& l : udp) l->stop_accepting();
@@ -92,6 +95,12 @@ struct Retired {
   std::vector<std::unique_ptr<upstream::Backend>> backends;
   std::unique_ptr<health::HealthService> health;  // stopped; kept while its workers may post to it
   std::vector<std::unique_ptr<Worker>> workers;
+  // Done once every worker has stopped accepting (a posted task) and its last connection ended.
+  bool done() const {
+    for (auto& w : workers)
+      if (!w->stopped_accepting.load(std::memory_order_acquire) || w->sessions() != 0) return false;
+    return true;
+  }
   size_t sessions() const {
     size_t n = 0;
     for (auto& w : workers) n += w->sessions();
@@ -296,7 +305,7 @@ class RuntimeImpl final : public Runtime {
 
   // Frees retired configs whose last connection has ended.
   void retire_tick() {
-    std::erase_if(retired_, [](const std::unique_ptr<Retired>& r) { return r->sessions() == 0; });
+    std::erase_if(retired_, [](const std::unique_ptr<Retired>& r) { return r->done(); });
     if (!retired_.empty()) retire_timer_.arm(Millis(100));
   }
 
