@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from harness import free_port
+from harness import free_port, wait_until
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -132,6 +132,8 @@ def test_web_server_in_front_of_the_app_example(fulcrum, backend, tmp_path):
     assert r.status == 200 and b"Served by fulcrum" in body
     r, body = req(port, "GET", "/static/app.css")
     assert r.status == 200 and r.getheader("Content-Type").startswith("text/css")
+    # The app servers take traffic once their first health check has passed.
+    wait_until(lambda: req(port, "GET", "/api/hello")[0].status != 503, 10, what="app servers up")
     for _ in range(4):
         # The test backend knows no /api/ paths: its own "not found" shows the request reached it
         # (fulcrum's own 404 says "no route").
