@@ -1,9 +1,10 @@
 // Answering a query allocates nothing in steady state (STYLE 8): a thousand queries of every kind
 // (answers, rotation, NODATA, REFUSED, TC, EDNS, malformed) after the first has built the zone's
 // records. Global operator new is replaced in this test binary by a counting pass-through.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 #include <gtest/gtest.h>
+
+#include "support/alloc_counter.h"
 
 #include <atomic>
 #include <cstdlib>
@@ -12,26 +13,8 @@
 
 #include "dns/dns_fixture.h"
 
-namespace {
-std::atomic<long> g_allocations{0};
-}  // namespace
 
-// ASan brings its own operator new; counting is for plain builds.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kCounting = false;
-#else
-constexpr bool kCounting = true;
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-#endif
+constexpr bool kCounting = fulcrum::test::kCountingAllocations;
 
 namespace fulcrum::dns {
 namespace {
@@ -62,14 +45,14 @@ TEST(DnsNoAllocation, RespondAllocatesNothing) {
   };
   std::vector<uint8_t> out(kMaxTcpMessage);
   for (auto& q : queries) (void)r.respond(q, Transport::kUdp, out);  // builds the records
-  const long before = g_allocations.load();
+  const long before = fulcrum::test::allocations();
   size_t bytes = 0;
   for (int i = 0; i < 1000; ++i)
     for (auto& q : queries) {
       bytes += r.respond(q, Transport::kUdp, out);
       bytes += r.respond(q, Transport::kTcp, out);
     }
-  EXPECT_EQ(g_allocations.load(), before);
+  EXPECT_EQ(fulcrum::test::allocations(), before);
   EXPECT_GT(bytes, 0u);
 }
 

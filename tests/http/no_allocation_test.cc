@@ -4,9 +4,10 @@
 // file too: a binary can replace operator new only once.
 // GCC sees operator delete's free() inlined against a `new` expression and warns; here new is
 // malloc underneath, so the pair does match.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 #include <gtest/gtest.h>
+
+#include "support/alloc_counter.h"
 
 #include <array>
 #include <atomic>
@@ -18,26 +19,8 @@
 #include "http/chunked.h"
 #include "http/h1_parser.h"
 
-namespace {
-std::atomic<long> g_allocations{0};
-}  // namespace
 
-// ASan brings its own operator new and checks that frees match it; counting is for plain builds.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kCounting = false;
-#else
-constexpr bool kCounting = true;
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-#endif
+constexpr bool kCounting = fulcrum::test::kCountingAllocations;
 
 namespace fulcrum::http {
 namespace {
@@ -60,7 +43,7 @@ TEST(HttpNoAllocationTest, KeepAliveRequestsResponsesAndChunkedBodies) {
   ChunkedDecoder decoder;
   uint64_t body_bytes = 0, heads = 0;
 
-  long before = g_allocations.load();
+  long before = fulcrum::test::allocations();
   for (int i = 0; i < 1000; ++i) {
     request_parser.reset();
     decoder.reset();
@@ -84,7 +67,7 @@ TEST(HttpNoAllocationTest, KeepAliveRequestsResponsesAndChunkedBodies) {
     response_parser.reset();
     ASSERT_TRUE(response_parser.parse(response, fields, &resp, req.method).done());
   }
-  EXPECT_EQ(g_allocations.load() - before, 0);
+  EXPECT_EQ(fulcrum::test::allocations() - before, 0);
   EXPECT_EQ(body_bytes, 11000u);
   EXPECT_EQ(heads, 1000u);
 }
@@ -178,14 +161,14 @@ TEST_P(ProxyNoAllocationTest, ThousandKeepAliveRequestsThroughHttpListener) {
       return ok >= sent || client.closed();
     }) && ok == sent;
   };
-  long start = g_allocations.load();
+  long start = fulcrum::test::allocations();
   for (size_t i = 0; i < 100; ++i) ASSERT_TRUE(round(i)) << "warm-up round " << i;
-  long before = g_allocations.load();
+  long before = fulcrum::test::allocations();
   if (kCounting) {
     EXPECT_GT(before - start, 0) << "the counter sees the warm-up (connections, buffers)";
   }
   for (size_t i = 0; i < 1000; ++i) ASSERT_TRUE(round(i)) << "round " << i;
-  long allocations = g_allocations.load() - before;
+  long allocations = fulcrum::test::allocations() - before;
   if (kCounting) {
     EXPECT_EQ(allocations, 0) << "allocations over " << (sent - 160) << " requests";
   }

@@ -2,9 +2,10 @@
 // replaced in this test binary by a counting pass-through to malloc.
 // GCC sees operator delete's free() inlined against a `new` expression and warns; here new is
 // malloc underneath, so the pair does match.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 #include <gtest/gtest.h>
+
+#include "support/alloc_counter.h"
 
 #include <atomic>
 #include <cstdlib>
@@ -13,26 +14,8 @@
 
 #include "lb/lb_fixture.h"
 
-namespace {
-std::atomic<long> g_allocations{0};
-}  // namespace
 
-// ASan brings its own operator new and checks that frees match it; counting is for plain builds.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kCounting = false;
-#else
-constexpr bool kCounting = true;
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-#endif
+constexpr bool kCounting = fulcrum::test::kCountingAllocations;
 
 namespace fulcrum::lb {
 namespace {
@@ -44,9 +27,9 @@ using testing::weighted;
 TEST(NoAllocation, TheCounterCounts) {
   if (!kCounting) GTEST_SKIP() << "allocations are not counted under ASan";
   static std::vector<std::string> sink;
-  const long before = g_allocations.load();
+  const long before = fulcrum::test::allocations();
   sink.emplace_back(200, 'x');
-  EXPECT_GT(g_allocations.load(), before);
+  EXPECT_GT(fulcrum::test::allocations(), before);
 }
 
 class NoAllocation : public ::testing::TestWithParam<const Algorithm*> {};
@@ -68,7 +51,7 @@ TEST_P(NoAllocation, PickAllocatesNothing) {
   PickContext bare;
   (void)b->pick(bare);
 
-  const long before = g_allocations.load();
+  const long before = fulcrum::test::allocations();
   for (int i = 0; i < 1000; ++i) {
     PickContext ctx;
     ctx.key = (i % 3 == 0) ? std::string_view() : std::string_view(keys[i]);
@@ -79,7 +62,7 @@ TEST_P(NoAllocation, PickAllocatesNothing) {
     if (i % 4 == 0) s->begin();
     if (i % 7 == 0) s->record_time_us(100 + i);
   }
-  EXPECT_EQ(g_allocations.load() - before, 0) << GetParam()->word;
+  EXPECT_EQ(fulcrum::test::allocations() - before, 0) << GetParam()->word;
   testing::end_all(backend);
 }
 

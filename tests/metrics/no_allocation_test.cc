@@ -1,9 +1,10 @@
 // STYLE 8 for the metrics hot path: counting a thousand requests allocates nothing, and neither
 // does formatting access log lines between two batches. Global operator new is replaced in this
 // test binary by a counting pass-through to malloc (one binary can replace it only once).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 #include <gtest/gtest.h>
+
+#include "support/alloc_counter.h"
 
 #include <atomic>
 #include <cstdlib>
@@ -12,27 +13,8 @@
 #include "metrics/access_log.h"
 #include "metrics/metrics.h"
 
-namespace {
-// Counted per thread: the access log's writer thread allocates as it likes (it is not the data
-// plane), and must not make a worker's count flaky.
-thread_local long g_allocations = 0;
-}  // namespace
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kCounting = false;
-#else
-constexpr bool kCounting = true;
-void* operator new(std::size_t n) {
-  ++g_allocations;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-#endif
+constexpr bool kCounting = fulcrum::test::kCountingAllocations;
 
 namespace fulcrum::metrics {
 namespace {
@@ -65,7 +47,7 @@ TEST(MetricsAllocationTest, CountingRequestsAllocatesNothing) {
   ListenerMetrics* m = reg.add_worker().add_listener(Layout::build(cfg, 0), nullptr);
   SocketAddress client = *SocketAddress::parse("127.0.0.1:1");
   Exchange x;
-  long before = g_allocations;
+  long before = fulcrum::test::allocations_on_this_thread();
   for (int i = 0; i < 1000; ++i) {
     m->on_accept();
     m->begin(x, at(0));
@@ -77,7 +59,7 @@ TEST(MetricsAllocationTest, CountingRequestsAllocatesNothing) {
     m->local_response(x, 404, 100, client, at(5));
     m->on_close();
   }
-  EXPECT_EQ(g_allocations - before, 0);
+  EXPECT_EQ(fulcrum::test::allocations_on_this_thread() - before, 0);
 }
 
 TEST(MetricsAllocationTest, FormattingLogLinesAllocatesNothingBetweenBatches) {
@@ -103,9 +85,9 @@ TEST(MetricsAllocationTest, FormattingLogLinesAllocatesNothingBetweenBatches) {
   };
   one(0);  // the exchange's string takes its capacity once per connection
   sink.flush();
-  long before = g_allocations;
+  long before = fulcrum::test::allocations_on_this_thread();
   for (int i = 0; i < 100; ++i) one(i);  // ~20 KiB: below one batch
-  EXPECT_EQ(g_allocations - before, 0);
+  EXPECT_EQ(fulcrum::test::allocations_on_this_thread() - before, 0);
 }
 
 }  // namespace
