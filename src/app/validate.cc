@@ -65,6 +65,22 @@ std::optional<config::ConfigError> check_runnable(const config::Config& cfg) {
       return cfg.error_at(l.protocol_mark, std::string("protocol '") + config::protocol_name(l.protocol) +
                                                "' is not implemented in this build yet (listener '" + l.name + "')");
   }
+  // A limit that is written but not enforced would be worse than none: refuse until it is built.
+  for (auto& l : cfg.listeners) {
+    if (!l.protect) continue;
+    const config::Protect& p = *l.protect;
+    const char* missing = p.rate                   ? "rate"
+                          : p.max_conns_per_client ? "max_conns_per_client"
+                          : !p.allow.empty()       ? "allow"
+                          : !p.deny.empty()        ? "deny"
+                          : !p.rules.empty()       ? "rules"
+                          : p.max_body_bytes       ? "max_body_bytes"
+                                                   : nullptr;
+    if (missing)
+      return cfg.error_at(p.mark, "listener '" + l.name + "': protect." + missing +
+                                      " is not enforced in this build yet (header_timeout, idle_timeout and "
+                                      "max_header_bytes are)");
+  }
   for (auto& l : cfg.listeners)
     for (auto& r : l.routes) {
       if (r.cache)

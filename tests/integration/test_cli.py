@@ -166,3 +166,17 @@ def test_unknown_command_fails():
     p = run_fulcrum("frobnicate")
     assert p.returncode != 0
     assert_no_crash(p)
+
+
+@pytest.mark.parametrize("setting", ["rate: 10/s", "max_conns_per_client: 5", "deny: [ 192.0.2.0/24 ]",
+                                     "allow: [ 127.0.0.0/8 ]", "max_body_bytes: 1MiB"])
+def test_run_refuses_protection_it_does_not_enforce_yet(tmp_path, setting):
+    """A limit written in the config but not enforced would be worse than none."""
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("listeners:\n  - name: web\n    bind: 127.0.0.1:%d\n    protect: { %s }\n"
+                   "    routes: [ { backend: b } ]\nbackends:\n  - { name: b, servers: [ { name: s1, "
+                   "address: '127.0.0.1:9' } ] }\n" % (free_port(), setting))
+    assert run_fulcrum("check", "-c", str(cfg)).returncode == 0  # valid config ...
+    p = run_fulcrum("run", "-c", str(cfg), timeout=10)             # ... that this build will not run
+    assert p.returncode == 1
+    assert re.search(r"p\.yaml:4:\d+: listener 'web': protect\.\w+ is not enforced", p.stderr), p.stderr
