@@ -432,15 +432,19 @@ class Parser {
 
   // ---- listeners
 
+  // Appends `item` to `list` unless an earlier one has its name: the second of the two is the
+  // error, pointed at by its name.
+  template <typename T>
+  void add_named(std::vector<T>& list, T item, const char* what) {
+    for (const T& seen : list)
+      if (seen.name == item.name)
+        fail(name_mark_, std::string("duplicate ") + what + " " + in_quotes(item.name) + " (first at line " +
+                             std::to_string(seen.mark.line) + ")");
+    list.push_back(std::move(item));
+  }
+
   void listeners(const Field& f) {
-    for (const Field& item : list(f)) {
-      Listener l = listener(item);
-      for (const Listener& seen : cfg_.listeners)
-        if (seen.name == l.name)
-          fail(name_mark_, "duplicate listener " + in_quotes(l.name) + " (first at line " +
-                               std::to_string(seen.mark.line) + ")");
-      cfg_.listeners.push_back(std::move(l));
-    }
+    for (const Field& item : list(f)) add_named(cfg_.listeners, listener(item), "listener");
   }
 
   Listener listener(const Field& f) {
@@ -731,14 +735,7 @@ class Parser {
   // ---- backends
 
   void backends(const Field& f) {
-    for (const Field& item : list(f)) {
-      Backend b = backend(item);
-      for (const Backend& seen : cfg_.backends)
-        if (seen.name == b.name)
-          fail(name_mark_, "duplicate backend " + in_quotes(b.name) + " (first at line " +
-                               std::to_string(seen.mark.line) + ")");
-      cfg_.backends.push_back(std::move(b));
-    }
+    for (const Field& item : list(f)) add_named(cfg_.backends, backend(item), "backend");
   }
 
   Backend backend(const Field& f) {
