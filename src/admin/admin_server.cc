@@ -196,6 +196,7 @@ class AdminServer::Impl {
 
   SocketAddress local_address() const { return server_ ? server_->local_address() : SocketAddress(); }
   void set_reload(ReloadHook r) { reload_ = std::move(r); }
+  void set_demo_hook(AdminServer::DemoHook h) { demo_ = std::move(h); }
   void set_stopping() { stopping_ = true; }
 
  private:
@@ -298,6 +299,17 @@ class AdminServer::Impl {
       if (!reload_) return error_response(501, "reloading is not available in this build");
       auto [ok, message] = reload_();
       return json_response(ok ? 200 : 400, json{{"ok", ok}, {ok ? "message" : "error", message}});
+    }
+    if (what == "demo" && demo_) {
+      if (parts.size() != 5 || (parts[4] != "fail" && parts[4] != "recover"))
+        return error_response(404, "no such API: " + req.path);
+      if (m != "POST") return method_not_allowed("POST");
+      bool fail = parts[4] == "fail";
+      if (!demo_(parts[3], fail)) return error_response(404, "no demo app named '" + parts[3] + "'");
+      return json_response(200, json{{"ok", true},
+                                     {"message", "demo app " + parts[3] +
+                                                     (fail ? " now fails its health check"
+                                                           : " passes its health check again")}});
     }
     if (what == "stats" && parts.size() == 3) {
       if (!get) return method_not_allowed("GET, HEAD");
@@ -474,6 +486,7 @@ class AdminServer::Impl {
                 {"version", FULCRUM_VERSION},
                 {"uptime_s", round3(uptime())},
                 {"stopping", stopping_},
+                {"demo", static_cast<bool>(demo_)},
                 {"interval_ms", 1000},
                 {"total",
                  {{"rps", round3(t.rps)},
@@ -569,6 +582,7 @@ class AdminServer::Impl {
   EventLoop& loop_;
   Sources src_;
   ReloadHook reload_;
+  AdminServer::DemoHook demo_;
   std::unique_ptr<http::SimpleServer> server_;
   SocketAddress listen_;
   std::string token_;
@@ -585,6 +599,7 @@ AdminServer::AdminServer(EventLoop& loop, Sources sources, ReloadHook reload)
 AdminServer::~AdminServer() = default;
 Result<void> AdminServer::configure(const config::Admin& spec) { return impl_->configure(spec); }
 void AdminServer::set_reload(ReloadHook reload) { impl_->set_reload(std::move(reload)); }
+void AdminServer::set_demo_hook(DemoHook hook) { impl_->set_demo_hook(std::move(hook)); }
 void AdminServer::set_stopping() { impl_->set_stopping(); }
 SocketAddress AdminServer::local_address() const { return impl_->local_address(); }
 

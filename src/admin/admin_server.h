@@ -49,6 +49,11 @@ class AdminServer {
   // is read again, and the listener moves if `listen` changed.
   Result<void> configure(const config::Admin& spec);
   void set_reload(ReloadHook reload);
+  // `fulcrum demo` only: POST /api/v1/demo/{app}/fail|recover makes a demo application server
+  // fail or pass its health check (the dashboard shows the buttons). Returns false for an
+  // unknown app.
+  using DemoHook = std::function<bool(const std::string& app, bool fail)>;
+  void set_demo_hook(DemoHook hook);
   // Graceful stop: /healthz answers 503 from now on, so keepalived moves the address away.
   void set_stopping();
   SocketAddress local_address() const;

@@ -59,6 +59,10 @@ class DemoServer {
         meter_(loop),
         agent_(loop, meter_) {}
 
+  const std::string& name() const { return app_.name; }
+  // Makes the health endpoint answer 503 (or 200 again); this server's thread only.
+  void set_failing(bool fail) { failing_ = fail; }
+
   Result<void> start() {
     if (auto r = server_.listen(*SocketAddress::parse("127.0.0.1:" + std::to_string(app_.port))); !r)
       return r;
@@ -286,6 +290,16 @@ int run_demo(bool print_config_only) {
     stop_apps();
     return 1;
   }
+  // The dashboard's "Make it fail" buttons: the flag is the app's own, set on the app's thread.
+  (*rt)->set_demo_hook([&hosts](const std::string& app, bool fail) {
+    for (auto& h : hosts) {
+      if (h->server->name() != app) continue;
+      DemoServer* server = h->server.get();
+      h->loop.post([server, fail] { server->set_failing(fail); });
+      return true;
+    }
+    return false;
+  });
   std::printf(
       "fulcrum demo is running (config: %s; print it with `fulcrum demo --print-config`)\n\n"
       "  three application servers: app1 fast (~5ms), app2 medium (~30ms), app3 slow (~150ms)\n"
@@ -303,7 +317,8 @@ int run_demo(bool print_config_only) {
       "... and by consistent hashing on the user:\n"
       "  curl -s -c /tmp/h.jar -X POST 'http://127.0.0.1:8080/hash/login?user=ada'\n"
       "  for i in 1 2 3; do curl -s -b /tmp/h.jar 'http://127.0.0.1:8080/hash/profile?user=ada'; done\n\n"
-      "Health checks: make app1 fail its check, watch it leave, then bring it back:\n"
+      "Health checks: make app1 fail its check (or click \"Make it fail\" on the dashboard), watch it\n"
+      "leave, then bring it back:\n"
       "  curl -s -X POST http://127.0.0.1:9101/fail; sleep 3; for i in 1 2 3; do curl -s http://127.0.0.1:8080/; done\n"
       "  curl -s -X POST http://127.0.0.1:9101/recover\n\n"
       "Server-reported load: each app runs an agent (ports 9201-9203) that reports the CPU it really uses,\n"

@@ -316,6 +316,10 @@ class RuntimeImpl final : public Runtime {
     }
   }
 
+  void set_demo_hook(std::function<bool(const std::string&, bool)> hook) override {
+    if (admin_) admin_->set_demo_hook(std::move(hook));
+  }
+
   int run() override {
     sigset_t mask;
     sigemptyset(&mask);

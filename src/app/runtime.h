@@ -2,7 +2,9 @@
 // servers), the worker threads (one event loop each, with their own listening sockets), and the
 // control loop on the main thread, which takes signals and drives graceful stop.
 #pragma once
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "config/config.h"
 #include "core/result.h"
@@ -17,6 +19,8 @@ class Runtime {
   virtual ~Runtime() = default;
   // Runs until SIGTERM/SIGINT and the graceful stop; returns the process exit code.
   virtual int run() = 0;
+  // `fulcrum demo`: lets the dashboard make a demo app fail (admin API /api/v1/demo/...).
+  virtual void set_demo_hook(std::function<bool(const std::string& app, bool fail)> hook) = 0;
 };
 
 }  // namespace fulcrum::app

@@ -231,6 +231,31 @@ TEST_F(AdminServerTest, ReloadHook) {
   EXPECT_EQ(calls, 1);
 }
 
+TEST_F(AdminServerTest, DemoHookMakesAnAppFailOrRecover) {
+  start();
+  EXPECT_EQ(call(addr_, "POST", "/api/v1/demo/app1/fail").status, 404);  // not the demo: no such API
+  EXPECT_EQ(call(addr_, "GET", "/api/v1/stats").json()["demo"], false);
+  std::vector<std::pair<std::string, bool>> calls;  // the hook runs on the admin loop's thread
+  loop_.post([this, &calls] {
+    admin_->set_demo_hook([&calls](const std::string& app, bool fail) {
+      calls.emplace_back(app, fail);
+      return app == "app1";
+    });
+  });
+  for (int i = 0; i < 100 && !call(addr_, "GET", "/api/v1/stats").json()["demo"]; ++i) usleep(10000);
+  EXPECT_EQ(call(addr_, "GET", "/api/v1/stats").json()["demo"], true);
+  EXPECT_EQ(call(addr_, "GET", "/api/v1/demo/app1/fail").status, 405);
+  EXPECT_EQ(call(addr_, "POST", "/api/v1/demo/app1/explode").status, 404);
+  Reply r = call(addr_, "POST", "/api/v1/demo/app1/fail");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.json()["ok"], true);
+  EXPECT_EQ(call(addr_, "POST", "/api/v1/demo/app1/recover").status, 200);
+  EXPECT_EQ(call(addr_, "POST", "/api/v1/demo/nope/fail").status, 404);
+  ASSERT_EQ(calls.size(), 3u);
+  EXPECT_EQ(calls[0], std::make_pair(std::string("app1"), true));
+  EXPECT_EQ(calls[1], std::make_pair(std::string("app1"), false));
+}
+
 TEST_F(AdminServerTest, ReloadWithoutHookIs501) {
   start();
   EXPECT_EQ(call(addr_, "POST", "/api/v1/reload").status, 501);

@@ -161,6 +161,16 @@
     poll();
   }
 
+  async function demoControl(app, fail) {
+    try {
+      const r = await api('POST', `/api/v1/demo/${encodeURIComponent(app)}/${fail ? 'fail' : 'recover'}`);
+      toast(r.message + (fail ? ': watch its health checks fail' : ''));
+    } catch (e) {
+      if (!(e instanceof AuthError)) toast(`${app}: ${e.message}`, true);
+    }
+    poll();
+  }
+
   // ---- rendering ---------------------------------------------------------------------------
 
   function render() {
@@ -354,12 +364,18 @@
 
   function actionButtons(b, s) {
     const data = `data-backend="${esc(b.name)}" data-server="${esc(s.name)}"`;
+    // `fulcrum demo`: its app servers can be made to fail their health check from here.
+    const demo = stats && stats.demo && b.health_check === 'http'
+      ? (s.health === 'down'
+        ? `<button class="btn good" data-action="demo-recover" ${data}>Recover</button>`
+        : `<button class="btn danger" data-action="demo-fail" ${data}>Make it fail</button>`)
+      : '';
     if (s.admin === 'none')
-      return `<button class="btn warn" data-action="drain" ${data}>Drain</button><button class="btn danger" data-action="disabled" ${data}>Disable</button>`;
+      return `<button class="btn warn" data-action="drain" ${data}>Drain</button><button class="btn danger" data-action="disabled" ${data}>Disable</button>${demo}`;
     const other = s.admin === 'drain'
       ? `<button class="btn danger" data-action="disabled" ${data}>Disable</button>`
       : `<button class="btn warn" data-action="drain" ${data}>Drain</button>`;
-    return `<button class="btn good" data-action="up" ${data}>Enable</button>${other}`;
+    return `<button class="btn good" data-action="up" ${data}>Enable</button>${other}${demo}`;
   }
 
   const backendCards = new Map();
@@ -455,6 +471,7 @@
     const { action, backend, server } = btn.dataset;
     if (action === 'weight') return openWeightEditor(btn, backend, server);
     btn.disabled = true;
+    if (action === 'demo-fail' || action === 'demo-recover') return demoControl(server, action === 'demo-fail');
     const label = { drain: 'drained', disabled: 'disabled', up: 'enabled' }[action];
     patchServer(backend, server, { state: action }, label);
   });
