@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "http/forward.h"
 #include "http/local_response.h"
 #include "http/router.h"
 
@@ -51,20 +52,7 @@ int hex(char c) {
   return -1;
 }
 
-struct Appender {
-  Buffer& out;
-  bool ok = true;
-  Appender& operator<<(std::string_view s) {
-    ok = ok && out.append(s);
-    return *this;
-  }
-  Appender& operator<<(uint64_t v) {
-    char buf[24];
-    auto [p, ec] = std::to_chars(buf, buf + sizeof(buf), v);
-    (void)ec;
-    return *this << std::string_view(buf, static_cast<size_t>(p - buf));
-  }
-};
+using http::Appender;  // the proxy's head writer: text and numbers into a Buffer
 
 // "bytes=a-b" | "bytes=a-" | "bytes=-n" (RFC 9110 14.1.2). Several ranges are answered with the
 // whole file (allowed: a server may ignore Range). Returns 0 no usable range, 1 range, -1 unsatisfiable.
