@@ -71,7 +71,10 @@ require_free_ports() {
 # --- nginx backends: / small body, /mid 64 KiB, /big 1 MiB, /health ------------------------
 start_backends() {
   local dir=$BENCH_DIR/backends port
-  mkdir -p "$dir/www"
+  mkdir -p "$dir/www" "$BENCH_DIR/site/static"
+  chmod 755 "$BENCH_DIR/site" "$BENCH_DIR/site/static"
+  head -c 4096 /dev/urandom >"$BENCH_DIR/site/static/4k.bin"
+  chmod 644 "$BENCH_DIR/site/static/4k.bin"
   head -c 65536 /dev/urandom >"$dir/www/mid"
   head -c 1048576 /dev/urandom >"$dir/www/big"
   for port in "${BACKEND_PORTS[@]}"; do
@@ -159,6 +162,9 @@ http {
   server {
     listen 127.0.0.1:$NGINX_HTTP_PORT reuseport backlog=4096;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    # The static-file scenario: nginx serves the same 4 KiB file fulcrum's static route does,
+    # with Debian's default nginx.conf settings for files (sendfile, tcp_nopush).
+    location /static/ { root $BENCH_DIR/site; sendfile on; tcp_nopush on; }
   }
 }
 CONF
@@ -183,6 +189,8 @@ start_fulcrum() {
       echo "    bind: 127.0.0.1:$FULCRUM_HTTP_PORT"
       echo "    protocol: http"
       echo "    routes:"
+      echo "      - match: { path_prefix: /static/ }"
+      echo "        static: { root: $BENCH_DIR/site }"
       echo "      - backend: app"
     fi
     echo "backends:"

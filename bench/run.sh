@@ -58,6 +58,8 @@ define_scenarios() {
   if mode_has http; then
     add_scenario http_small / "$CONNS" "" "$http"
     add_scenario http_big /big "$BIG_CONNS" "" "$http"
+    # A 4 KiB file from disk: nginx's own ground (HAProxy serves no files).
+    add_scenario static_4k /static/4k.bin "$CONNS" "" "nginx=$NGINX_HTTP_PORT fulcrum_http=$FULCRUM_HTTP_PORT"
   fi
 }
 
