@@ -1,6 +1,7 @@
 // RFC 9111 parsing and decisions (policy.h). Pure functions; any thread.
 #include "cache/policy.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace fulcrum::cache {
@@ -58,7 +59,7 @@ int64_t time_of_day(std::string_view s, size_t at) {
   int h = digits(s, at, 2), m = digits(s, at + 3, 2), sec = digits(s, at + 6, 2);
   if (h < 0 || m < 0 || sec < 0 || at + 8 > s.size() || s[at + 2] != ':' || s[at + 5] != ':') return -1;
   if (h > 23 || m > 59 || sec > 60) return -1;
-  return h * 3600 + m * 60 + sec;
+  return h * 3600 + m * 60 + std::min(sec, 59);  // a leap second counts as :59 (no day roll-over)
 }
 
 std::optional<int64_t> make_time(int64_t year, int month, int day, int64_t tod) {
