@@ -77,6 +77,7 @@ start_backends() {
   chmod 644 "$BENCH_DIR/site/static/4k.bin"
   head -c 65536 /dev/urandom >"$dir/www/mid"
   head -c 1048576 /dev/urandom >"$dir/www/big"
+  head -c 1024 /dev/urandom >"$dir/www/small"
   for port in "${BACKEND_PORTS[@]}"; do
     cat >"$dir/nginx-$port.conf" <<CONF
 daemon off;
@@ -93,6 +94,7 @@ http {
     location = / { default_type text/plain; return 200 "hello from $port\n"; }
     location = /health { default_type text/plain; return 200 "OK\n"; }
     location / { root $dir/www; }
+    location /cached/ { alias $dir/www/; expires 1h; }
   }
 }
 CONF
@@ -173,6 +175,36 @@ CONF
 }
 
 # --- fulcrum: the same backends, the same thread count --------------------------------------
+# nginx with proxy_cache in front of the same backends (MODE=cache): the reference for cache hits.
+start_nginx_cache() {
+  local dir=$BENCH_DIR/nginx-cache port servers=""
+  mkdir -p "$dir/cache"
+  for port in "${BACKEND_PORTS[@]}"; do servers+="server 127.0.0.1:$port; "; done
+  cat >"$dir/nginx.conf" <<CONF
+daemon off;
+worker_processes $THREADS;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream app { $servers keepalive 64; }
+  proxy_cache_path $dir/cache levels=1:2 keys_zone=bench:16m max_size=64m inactive=1h;
+  server {
+    listen 127.0.0.1:$NGINX_CACHE_PORT reuseport backlog=4096;
+    location / {
+      proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_cache bench; proxy_cache_lock on;
+      add_header X-Cache \$upstream_cache_status;
+    }
+  }
+}
+CONF
+  start_bg nginx-cache nginx -c "$dir/nginx.conf" -p "$dir"
+  wait_port nginx-cache "$NGINX_CACHE_PORT"
+}
+
 start_fulcrum() {
   local dir=$BENCH_DIR/fulcrum port i
   mkdir -p "$dir"
@@ -184,13 +216,14 @@ start_fulcrum() {
     echo "    bind: 127.0.0.1:$FULCRUM_TCP_PORT"
     echo "    protocol: tcp"
     echo "    backend: app"
-    if mode_has http; then
+    if http_listener; then
       echo "  - name: bench_http"
       echo "    bind: 127.0.0.1:$FULCRUM_HTTP_PORT"
       echo "    protocol: http"
       echo "    routes:"
       echo "      - match: { path_prefix: /static/ }"
       echo "        static: { root: $BENCH_DIR/site }"
+      echo "      - { match: { path_prefix: /cached/ }, backend: app, cache: { size: 64MiB } }"
       echo "      - backend: app"
     fi
     echo "backends:"
@@ -205,5 +238,5 @@ start_fulcrum() {
   } >"$dir/fulcrum.yaml"
   start_bg fulcrum "$FULCRUM_BIN" run -c "$dir/fulcrum.yaml"
   wait_port fulcrum "$FULCRUM_TCP_PORT"
-  if mode_has http; then wait_port fulcrum "$FULCRUM_HTTP_PORT"; fi
+  if http_listener; then wait_port fulcrum "$FULCRUM_HTTP_PORT"; fi
 }

@@ -7,14 +7,16 @@
 #
 #   env: THREADS (2)      workers of fulcrum = nbthread of HAProxy = nginx proxy workers
 #        ROUNDS (3), SECS (8), WARMUP (1 s), CONNS (64), BIG_CONNS (CONNS), WRK_THREADS (1)
-#        MODE (tcp)       tcp | http | all: which scenario families run (http needs fulcrum's
-#                         http listener; it adds HAProxy http mode and nginx proxy_pass)
+#        MODE (tcp)       tcp | http | cache | all: which scenario families run (http needs fulcrum's
+#                         http listener; it adds HAProxy http mode and nginx proxy_pass; cache
+#                         compares cache hits: fulcrum's `cache:` route against nginx proxy_cache,
+#                         on the same URL of the same backends, nginx as the reference)
 #        SCENARIOS        names to run, e.g. "tcp_small tcp_big" (default: all of MODE's)
 #        HAPROXY_SPLICE (1): HAProxy tcp mode with `option splice-auto`, as fulcrum splices;
 #                         0 = HAProxy's default (no splice), as in the shared peer scripts
 #        IDLE_CONNS (10000), IDLE_PEERS (haproxy), SKIP_IDLE (0)
 #        BASE_PORT (18080): backends +1..+3, HAProxy http +10, nginx +11, HAProxy tcp +12,
-#                         fulcrum tcp +13, fulcrum http +14
+#                         fulcrum tcp +13, fulcrum http +14, nginx proxy_cache +15
 #        FULCRUM_BIN (build/fulcrum), BENCH_DIR (a new /tmp/fulcrum-bench.XXXXXX; kept, with the
 #                         raw wrk output, the configs, the logs and summary.txt)
 # The machine's cores are shared by wrk, the proxies and the backends: quote ratios, not absolutes.
@@ -31,13 +33,14 @@ BASE_PORT=${BASE_PORT:-18080}
 BACKEND_PORTS=($((BASE_PORT + 1)) $((BASE_PORT + 2)) $((BASE_PORT + 3)))
 HAPROXY_HTTP_PORT=$((BASE_PORT + 10)) NGINX_HTTP_PORT=$((BASE_PORT + 11))
 HAPROXY_TCP_PORT=$((BASE_PORT + 12)) FULCRUM_TCP_PORT=$((BASE_PORT + 13))
-FULCRUM_HTTP_PORT=$((BASE_PORT + 14))
+FULCRUM_HTTP_PORT=$((BASE_PORT + 14)) NGINX_CACHE_PORT=$((BASE_PORT + 15))
 BENCH_DIR=${BENCH_DIR:-$(mktemp -d /tmp/fulcrum-bench.XXXXXX)}
 mkdir -p "$BENCH_DIR"
 chmod 755 "$BENCH_DIR"  # nginx workers (www-data) must read the backends' files
 PY=/usr/bin/python3
 
 mode_has() { [ "$MODE" = all ] || [ "$MODE" = "$1" ]; }
+http_listener() { mode_has http || mode_has cache; }  # fulcrum's http listener is needed
 # shellcheck source=bench/lib.sh
 . "$here/lib.sh"
 
@@ -60,6 +63,10 @@ define_scenarios() {
     add_scenario http_big /big "$BIG_CONNS" "" "$http"
     # A 4 KiB file from disk: nginx's own ground (HAProxy serves no files).
     add_scenario static_4k /static/4k.bin "$CONNS" "" "nginx=$NGINX_HTTP_PORT fulcrum_http=$FULCRUM_HTTP_PORT"
+  fi
+  if mode_has cache; then
+    # Every request a hit (after the warm-up's first): a 1 KiB object with max-age=3600.
+    add_scenario cache_hit /cached/small "$CONNS" "" "nginx_cache=$NGINX_CACHE_PORT fulcrum_cache=$FULCRUM_HTTP_PORT"
   fi
 }
 
@@ -119,7 +126,9 @@ main() {
   [ -x "$FULCRUM_BIN" ] || die "no fulcrum binary at $FULCRUM_BIN (make build)"
   define_scenarios
   local ports=("${BACKEND_PORTS[@]}" "$HAPROXY_TCP_PORT" "$FULCRUM_TCP_PORT")
-  if mode_has http; then ports+=("$HAPROXY_HTTP_PORT" "$NGINX_HTTP_PORT" "$FULCRUM_HTTP_PORT"); fi
+  if mode_has http; then ports+=("$HAPROXY_HTTP_PORT" "$NGINX_HTTP_PORT"); fi
+  if mode_has cache; then ports+=("$NGINX_CACHE_PORT"); fi
+  if http_listener; then ports+=("$FULCRUM_HTTP_PORT"); fi
   require_free_ports "${ports[@]}"
   ulimit -n "$(ulimit -Hn)"
   trap cleanup EXIT
@@ -137,6 +146,7 @@ main() {
   start_backends
   start_haproxy
   if mode_has http; then start_nginx_proxy; fi
+  if mode_has cache; then start_nginx_cache; fi
   start_fulcrum
 
   local row

@@ -183,6 +183,16 @@ std::string render_prometheus(const metrics::Snapshot& snap,
   w.family("fulcrum_cache_hits_total", "counter", "Responses served from the cache, by listener.");
   for (auto& l : snap.listeners)
     if (!l.tcp) w.begin("fulcrum_cache_hits_total").label("listener", l.name).value(l.cache_hits);
+  w.family("fulcrum_cache_misses_total", "counter",
+           "Requests on a cache route that went upstream (not stored, stale without validator, bypass).");
+  for (auto& l : snap.listeners)
+    if (!l.tcp) w.begin("fulcrum_cache_misses_total").label("listener", l.name).value(l.cache_misses);
+  w.family("fulcrum_cache_revalidated_total", "counter", "Stale entries refreshed by a 304 from upstream.");
+  for (auto& l : snap.listeners)
+    if (!l.tcp) w.begin("fulcrum_cache_revalidated_total").label("listener", l.name).value(l.cache_revalidated);
+  w.family("fulcrum_cache_stored_bytes_total", "counter", "Bytes of responses stored into the cache.");
+  for (auto& l : snap.listeners)
+    if (!l.tcp) w.begin("fulcrum_cache_stored_bytes_total").label("listener", l.name).value(l.cache_stored_bytes);
 
   // ---- servers, from their shared atomics
   struct Row {

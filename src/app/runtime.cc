@@ -29,6 +29,7 @@
 #include "l4/tcp_proxy.h"
 #include "l4/udp_proxy.h"
 #include "lb/balancer.h"
+#include "cache/store.h"
 #include "metrics/access_log.h"
 #include "metrics/metrics.h"
 #include "upstream/server.h"
@@ -169,6 +170,14 @@ class RuntimeImpl final : public Runtime {
     // Built here, so a check kind that cannot work (tcp_half_open without CAP_NET_RAW) says so
     // at start; it runs on a thread of its own, so no check ever blocks a worker.
     auto health = std::make_unique<health::HealthService>(backend_ptrs);
+    // Cache stores: one per `cache:` block, shared by every worker (src/cache/store.h). A new
+    // generation (reload) starts with empty stores: entries are not carried over, so a changed
+    // size or default_ttl takes effect at once; the old stores go with the old listeners.
+    std::vector<std::vector<std::shared_ptr<cache::Store>>> caches(cfg.listeners.size());
+    for (size_t li = 0; li < cfg.listeners.size(); ++li)
+      for (auto& r : cfg.listeners[li].routes)
+        caches[li].push_back(r.cache ? std::make_shared<cache::Store>(r.cache->size, r.cache->default_ttl.count())
+                                     : nullptr);
     // Counter layouts: one per listener, shared by every worker's copy of its counters.
     std::vector<std::shared_ptr<const metrics::Layout>> layouts;
     for (size_t li = 0; li < cfg.listeners.size(); ++li) layouts.push_back(metrics::Layout::build(cfg, li));
@@ -195,6 +204,7 @@ class RuntimeImpl final : public Runtime {
         if (l.protocol == config::Protocol::kHttp) {
           w->http.push_back(std::make_unique<http::HttpListener>(*w->http_ctx, cfg, l, routers[li], std::move(*fd)));
           w->http.back()->set_metrics(w->metrics->add_listener(layouts[li], w->log_sink.get()));
+          w->http.back()->set_caches(caches[li]);
           continue;
         }
         size_t bi = backend_index(l.backend);

@@ -83,8 +83,6 @@ std::optional<config::ConfigError> check_runnable(const config::Config& cfg) {
   }
   for (auto& l : cfg.listeners)
     for (auto& r : l.routes) {
-      if (r.cache)
-        return cfg.error_at(r.cache->mark, "listener '" + l.name + "': cache is not implemented in this build yet");
       if (r.static_site) {
         struct stat st{};
         if (::stat(r.static_site->root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))

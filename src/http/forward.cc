@@ -38,6 +38,10 @@ bool write_request_head(Buffer& out, const RequestHead& head, const RequestForwa
       case HeaderToken::kExpect:
         if (f.strip_expect) continue;
         break;
+      case HeaderToken::kIfNoneMatch:
+      case HeaderToken::kIfModifiedSince:
+        if (f.strip_conditionals) continue;
+        break;
       case HeaderToken::kContentLength:  // one field, from the value the parser checked
         continue;
       case HeaderToken::kHost:
@@ -56,7 +60,7 @@ bool write_request_head(Buffer& out, const RequestHead& head, const RequestForwa
     const Header* up = head.find(HeaderToken::kUpgrade);
     a << "Connection: Upgrade\r\nUpgrade: " << (up ? up->value : std::string_view("websocket")) << "\r\n";
   }
-  a << "X-Forwarded-For: ";
+  a << f.extra_fields << "X-Forwarded-For: ";
   append_list(a, head, HeaderToken::kXForwardedFor);
   a << f.client_ip << "\r\nX-Forwarded-Proto: " << (f.https ? "https" : "http") << "\r\n";
   if (!f.host.empty()) a << "X-Forwarded-Host: " << f.host << "\r\n";
@@ -88,6 +92,7 @@ bool write_response_head(Buffer& out, const ResponseHead& head, const ResponseFo
     a << h.name << ": " << h.value << "\r\n";
   }
   if (head.body == BodyKind::kChunked && !f.dechunk && !keep_te) a << "Transfer-Encoding: chunked\r\n";
+  a << f.extra_fields;
   if (!f.cookie_name.empty())
     a << "Set-Cookie: " << f.cookie_name << "=" << f.cookie_value << "; Path=/; HttpOnly\r\n";
   if (head.status == 101) {

@@ -33,6 +33,9 @@ struct RequestForward {
   std::string_view client_ip;      // appended to X-Forwarded-For
   bool https = false;              // X-Forwarded-Proto
   bool strip_expect = false;       // we answer "100-continue" ourselves (see proxy.cc)
+  bool strip_conditionals = false; // the cache fetches whole responses: If-None-Match and
+                                   // If-Modified-Since of the client are left out
+  std::string_view extra_fields;   // complete field lines added (the cache's validators)
 };
 
 // The request head as it goes upstream: always HTTP/1.1, keep-alive (no Connection field but for
@@ -45,6 +48,7 @@ struct ResponseForward {
   bool dechunk = false;          // chunked body sent to a 1.0 client as bare data (close-delimited)
   std::string_view cookie_name;  // sticky cookie to set; empty for none
   std::string_view cookie_value;
+  std::string_view extra_fields;  // complete field lines added ("X-Cache: MISS\r\n")
 };
 
 // A final response head for the client. False if `out` cannot hold it.

@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "cache/session.h"
 #include "core/log.h"
 #include "core/socket.h"
 #include "http/chunked.h"
@@ -121,7 +122,7 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   ClientConn* next_ = nullptr;
 
  private:
-  enum class State : uint8_t { kIdle, kHead, kConnecting, kExchange, kTunnel, kLocal, kClosing, kLinger };
+  enum class State : uint8_t { kIdle, kHead, kConnecting, kExchange, kTunnel, kLocal, kClosing, kLinger, kCacheWait };
 
   void drive();
   void on_timer();
@@ -158,9 +159,13 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   void serve_static(const staticfiles::StaticSite& site, const RequestHead& head, std::string_view path,
                     bool close_after);
   bool send_file(bool* progress);
+  // The cache (src/cache/session.h): an answer from it, and waking from a wait for another fill.
+  void serve_cached(bool close_after, std::string_view how);
+  void on_cache_wake();
   void set_state(State s);
   void release_upstream(bool reuse);
   Millis response_timeout() const { return ctx_.backends[backend_]->spec().response_timeout; }
+  bool fwd_https() const { return l_.spec_.protocol == config::Protocol::kHttps; }
 
   HttpListener& l_;
   HttpContext& ctx_;
@@ -186,6 +191,7 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   uint64_t file_left_ = 0;
   bool static_pending_ = false;
   metrics::Exchange x_;  // the request in progress, for the counters and the access log
+  cache::Session cache_;
 
   // The exchange in progress.
   int backend_ = -1;
@@ -260,6 +266,7 @@ void ClientConn::set_state(State s) {
     case State::kLocal:
     case State::kClosing: timer_.arm(l_.idle_timeout_); break;
     case State::kLinger: timer_.arm(kLinger); break;
+    case State::kCacheWait: timer_.arm(response_timeout()); break;
   }
 }
 
@@ -280,6 +287,7 @@ void ClientConn::on_timer() {
       if (!req_done_ && up_ && up_->writable) return close("request body stalled");
       upstream_failed("response timeout", ETIMEDOUT, false, true);
       break;
+    case State::kCacheWait: return on_cache_wake();  // the fill takes too long: go upstream ourselves
     default: return close("timeout");
   }
   drive();
@@ -329,7 +337,8 @@ void ClientConn::drive() {
     switch (state_) {
       case State::kIdle:
       case State::kHead: progress = step_head(); break;
-      case State::kConnecting: return;
+      case State::kConnecting:
+      case State::kCacheWait: return;
       case State::kExchange: progress = step_exchange(); break;
       case State::kTunnel: progress = step_tunnel(); break;
       case State::kLocal:
@@ -450,6 +459,14 @@ void ClientConn::on_request(const RequestHead& head, size_t head_len) {
     in_.consume(head_len);
     return serve_static(*l_.statics_[static_cast<size_t>(route)], head, path, close_after);
   }
+  auto r = static_cast<size_t>(route);
+  cache::KeyParts key{fwd_https() ? "https" : "http", host, path, query, has_query};
+  switch (cache_.begin(r < l_.caches_.size() ? l_.caches_[r].get() : nullptr, head, in_.view().substr(0, head_len),
+                       key, ctx_.loop, [this] { on_cache_wake(); }, l_.metrics_)) {
+    case cache::Session::Start::kServe: in_.consume(head_len); return serve_cached(close_after, "HIT");
+    case cache::Session::Start::kWait: return set_state(State::kCacheWait);  // the head stays in in_
+    case cache::Session::Start::kForward: break;
+  }
 
   tried_.clear();
   attempts_ = 0;
@@ -465,8 +482,10 @@ void ClientConn::on_request(const RequestHead& head, size_t head_len) {
   if (first) fwd.fallback_host = first->address_text();
   fwd.replace_host = absolute;
   fwd.client_ip = peer_ip_;
-  fwd.https = l_.spec_.protocol == config::Protocol::kHttps;
+  fwd.https = fwd_https();
   fwd.strip_expect = head.expect_continue;
+  fwd.strip_conditionals = cache_.strip_conditionals();
+  fwd.extra_fields = cache_.upstream_fields();
   req_head_.clear();
   bool head_fits = write_request_head(req_head_, head, fwd);
   in_.consume(head_len);  // `head` is not used past this point
@@ -695,6 +714,7 @@ bool ClientConn::step_exchange() {
   }
   // The backend answered before the request body was in (an early 413, say): neither connection
   // can carry another request (the response said "Connection: close").
+  cache_.abort();
   release_upstream(false);
   server_->end();
   server_ = nullptr;
@@ -807,9 +827,17 @@ bool ClientConn::on_response_head(const ResponseHead& head, size_t head_len) {
   upstream_keep_alive_ = head.keep_alive;
   dechunk_ = head.body == BodyKind::kChunked && client_http10_;
   if (head.body == BodyKind::kUntilClose || dechunk_ || !req_done_) keep_alive_ = false;
+  if (cache_.on_response(head) == cache::Session::Reply::kServe) {  // a 304 refreshed the entry:
+    up_->in.consume(head_len);                                      // answer from it (no body)
+    x_.status = cache_.status();
+    dechunk_ = false;
+    if (!cache_.write_response(out_, keep_alive_, client_http10_, "REVALIDATED")) return close("no buffer"), true;
+    return true;
+  }
 
   const auto& spec = ctx_.backends[backend_]->spec();
   ResponseForward fwd;
+  fwd.extra_fields = cache_.x_cache_field();
   fwd.keep_alive = keep_alive_;
   fwd.client_http10 = client_http10_;
   fwd.dechunk = dechunk_;
@@ -850,6 +878,7 @@ bool ClientConn::forward_response_body() {
   if (w < 0) return true;
   if (w > 0) {
     size_t n = static_cast<size_t>(w);
+    cache_.tee(up_->in.view().substr(0, n));
     up_->in.consume(n);
     body -= n;
     if (resp_body_ == BodyKind::kContentLength) resp_left_ -= n;
@@ -889,12 +918,14 @@ size_t ClientConn::dechunk_into_out(size_t body) {
     rest.remove_prefix(s.consumed);
     if (s.event == ChunkEvent::kDone || s.event == ChunkEvent::kError || s.consumed == 0) break;
   }
+  cache_.tee(up_->in.view().substr(0, used));
   up_->in.consume(used);
   resp_scanned_ -= used;
   return used;
 }
 
 void ClientConn::finish_exchange() {
+  cache_.commit();
   bool reuse = upstream_keep_alive_ && resp_body_ != BodyKind::kUntilClose && up_->in.empty() && !up_eof_;
   release_upstream(reuse);
   server_->end();
@@ -903,7 +934,7 @@ void ClientConn::finish_exchange() {
   if (l_.metrics_) l_.metrics_->end_http(x_, peer_, Clock::now());
   // A client that half-closed after its last request still gets answers to all it sent.
   if (!keep_alive_ || (read_eof_ && in_.empty())) return set_state(State::kClosing);
-  set_state(State::kIdle);
+  set_state(cache_.sending() ? State::kLocal : State::kIdle);  // a revalidated entry's body is still to go
 }
 
 // ---- tunnel ----------------------------------------------------------------------------------
@@ -946,6 +977,7 @@ bool ClientConn::step_tunnel() {
 // ---- local responses and closing -------------------------------------------------------------
 
 void ClientConn::send_local(int status, bool close_after, std::string_view extra) {
+  cache_.abort();
   if (server_) {
     server_->end();
     server_ = nullptr;
@@ -1011,6 +1043,11 @@ bool ClientConn::step_flush() {
   bool progress = false;
   if (file_left_ > 0) {
     if (!send_file(&progress)) return progress && !closed_;
+  } else if (cache_.sending()) {
+    ssize_t w = write_client(cache_.body_left(), &progress);  // from the entry's memory, no copy
+    if (w < 0) return false;
+    cache_.body_sent(static_cast<size_t>(w));
+    if (cache_.sending()) return progress;
   } else if (write_client({}, &progress) < 0) {
     return false;
   }
@@ -1031,6 +1068,24 @@ bool ClientConn::step_flush() {
   return true;
 }
 
+// An answer from the cache; like a static file, it is logged once flushed (step_flush).
+void ClientConn::serve_cached(bool close_after, std::string_view how) {
+  if (close_after) keep_alive_ = false;
+  x_.status = cache_.status();
+  if (!cache_.write_response(out_, keep_alive_, client_http10_, how)) return close("no buffer");
+  static_pending_ = true;
+  set_state(keep_alive_ ? State::kLocal : State::kClosing);
+}
+
+// The fill this request waited for is over (or the wait timed out): parse the request again,
+// which still sits whole in in_, and look it up again (now a hit, or straight upstream).
+void ClientConn::on_cache_wake() {
+  if (closed_ || state_ != State::kCacheWait) return;
+  cache_.stop_waiting();
+  set_state(State::kHead);
+  drive();
+}
+
 bool ClientConn::step_linger() {
   in_.clear();
   int r = read_into(fd_.get(), in_, &readable_, &read_eof_, hup_);
@@ -1042,6 +1097,7 @@ bool ClientConn::step_linger() {
 void ClientConn::close(const char* why) {
   if (closed_) return;
   closed_ = true;
+  cache_.abort();
   FULCRUM_LOG(kDebug, "http connection %s closed: %s", peer_.to_string().c_str(), why);
   timer_.cancel();
   resume_.cancel();

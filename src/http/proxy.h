@@ -23,6 +23,9 @@
 namespace fulcrum::staticfiles {
 class StaticSite;
 }
+namespace fulcrum::cache {
+class Store;
+}
 
 namespace fulcrum::http {
 
@@ -59,6 +62,9 @@ class HttpListener final : public IoHandler {
   // Counters and access log of this listener on this worker (metrics::WorkerMetrics::add_listener
   // with a Layout built from the same config); null counts nothing. Set before the first accept.
   void set_metrics(metrics::ListenerMetrics* m) { metrics_ = m; }
+  // The cache store of each route (null: none), shared by every worker's copy of this listener.
+  // Set before the first accept.
+  void set_caches(std::vector<std::shared_ptr<cache::Store>> by_route) { caches_ = std::move(by_route); }
 
  private:
   friend class ClientConn;
@@ -68,6 +74,7 @@ class HttpListener final : public IoHandler {
   std::shared_ptr<const Router> router_;
   std::vector<std::unique_ptr<staticfiles::StaticSite>> statics_;  // by route; null for backend routes
   std::vector<int> route_backend_;  // route index -> backend index, -1 for static routes
+  std::vector<std::shared_ptr<cache::Store>> caches_;  // by route; may be shorter (no cache)
   Fd fd_;
   Millis header_timeout_{10000};
   Millis idle_timeout_{60000};

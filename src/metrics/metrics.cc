@@ -233,6 +233,9 @@ Snapshot Registry::collect() const {
       lt.active += m.active();
       lt.accepted += m.accepted();
       lt.cache_hits += m.cache_hits();
+      lt.cache_misses += m.cache_misses();
+      lt.cache_revalidated += m.cache_revalidated();
+      lt.cache_stored_bytes += m.cache_stored_bytes();
       for (size_t r = 0; r < kRefusals; ++r) lt.refusals[r] += m.refusals(r);
       for (size_t i = 0; i < m.slots(); ++i) {
         const Slot& s = m.slot(i);

@@ -175,6 +175,9 @@ class alignas(64) ListenerMetrics {
                int client_fd);
 
   void cache_hit() { cache_hits_.add(); }
+  void cache_miss() { cache_misses_.add(); }
+  void cache_revalidated() { cache_revalidated_.add(); }
+  void cache_stored(uint64_t bytes) { cache_stored_bytes_.add(bytes); }
   void refuse(Refusal r) { refusals_[static_cast<size_t>(r)].add(); }
 
   // Readers (control thread).
@@ -183,6 +186,9 @@ class alignas(64) ListenerMetrics {
   uint64_t active() const { return active_.get(); }
   uint64_t accepted() const { return accepted_.get(); }
   uint64_t cache_hits() const { return cache_hits_.get(); }
+  uint64_t cache_misses() const { return cache_misses_.get(); }
+  uint64_t cache_revalidated() const { return cache_revalidated_.get(); }
+  uint64_t cache_stored_bytes() const { return cache_stored_bytes_.get(); }
   uint64_t refusals(size_t r) const { return refusals_[r].get(); }
 
  private:
@@ -200,6 +206,9 @@ class alignas(64) ListenerMetrics {
   Counter active_;
   Counter accepted_;
   Counter cache_hits_;
+  Counter cache_misses_;
+  Counter cache_revalidated_;
+  Counter cache_stored_bytes_;
   std::array<Counter, kRefusals> refusals_;
 };
 
@@ -234,7 +243,8 @@ struct SlotTotals {
 struct ListenerTotals {
   std::string name;
   bool tcp = false;
-  uint64_t active = 0, accepted = 0, cache_hits = 0;
+  uint64_t active = 0, accepted = 0, cache_hits = 0, cache_misses = 0, cache_revalidated = 0,
+           cache_stored_bytes = 0;
   std::array<uint64_t, kRefusals> refusals{};
 };
 struct Snapshot {
