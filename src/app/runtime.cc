@@ -189,10 +189,11 @@ class RuntimeImpl final : public Runtime {
           if (auto r = add_datagram_listener(*w, i, l, backends, backend_index); !r) return r;
           continue;
         }
-        if (l.protocol != config::Protocol::kTcp && l.protocol != config::Protocol::kHttp) continue;
+        bool http = l.protocol == config::Protocol::kHttp || l.protocol == config::Protocol::kForwardProxy;
+        if (l.protocol != config::Protocol::kTcp && !http) continue;
         auto fd = socket_for(SocketType::kStream, l, i);
         if (!fd) return fd.error();
-        if (l.protocol == config::Protocol::kHttp) {
+        if (http) {  // a forward proxy has no router (routers[li] is null): see http/forward_proxy.h
           w->http.push_back(std::make_unique<http::HttpListener>(*w->http_ctx, cfg, l, routers[li], std::move(*fd)));
           w->http.back()->set_metrics(w->metrics->add_listener(layouts[li], w->log_sink.get()));
           continue;

@@ -61,7 +61,8 @@ std::optional<config::ConfigError> validate(const config::Config& cfg) {
 std::optional<config::ConfigError> check_runnable(const config::Config& cfg) {
   for (auto& l : cfg.listeners) {
     if (l.protocol != config::Protocol::kTcp && l.protocol != config::Protocol::kHttp &&
-        l.protocol != config::Protocol::kUdp && l.protocol != config::Protocol::kDns)
+        l.protocol != config::Protocol::kUdp && l.protocol != config::Protocol::kDns &&
+        l.protocol != config::Protocol::kForwardProxy)
       return cfg.error_at(l.protocol_mark, std::string("protocol '") + config::protocol_name(l.protocol) +
                                                "' is not implemented in this build yet (listener '" + l.name + "')");
   }
@@ -81,6 +82,11 @@ std::optional<config::ConfigError> check_runnable(const config::Config& cfg) {
                                       " is not enforced in this build yet (header_timeout, idle_timeout and "
                                       "max_header_bytes are)");
   }
+  for (auto& l : cfg.listeners)
+    if (l.cache)
+      return cfg.error_at(l.cache->mark, "listener '" + l.name +
+                                             "': cache on a forward_proxy listener is not implemented in this build "
+                                             "yet (remove it: the proxy works without)");
   for (auto& l : cfg.listeners)
     for (auto& r : l.routes) {
       if (r.cache)
