@@ -598,6 +598,7 @@ void ClientConn::begin_exchange() {
 
 void ClientConn::upstream_failed(const char* why, int err, bool connecting, bool timeout) {
   if (resp_head_done_) return close("backend failed mid-response");
+  if (resolving_) FULCRUM_LOG_LIMITED(kWarn, "listener %s: name lookup: %s", l_.spec_.name.c_str(), why);
   stop_resolving();
   upstream::Server* failed = server_;
   bool reused = up_ && up_->reused;

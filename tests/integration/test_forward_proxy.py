@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from harness import connect, free_port, recv_all, tcp_config, wait_until
+from harness import connect, free_port, recv_all, run_fulcrum, tcp_config, to_yaml, wait_until
 
 CURL = shutil.which("curl")
 OPENSSL = shutil.which("openssl")
@@ -119,6 +119,16 @@ def test_curl_x_reaches_backend_in_origin_form(fulcrum, web):
         assert headers["x-forwarded-for"] == "10.9.8.7, 127.0.0.1"
         assert "proxy-connection" not in headers
         assert "proxy-authorization" not in headers
+
+
+def test_ipv6_literal(fulcrum, backend):
+    b = backend("http", "six", host="::1")
+    f, port = forward_proxy(fulcrum)
+    r = curl("-x", "http://127.0.0.1:%d" % port, "http://[::1]:%d/headers" % b.port)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["target"] == "/headers"
+    assert dict((k.lower(), v) for k, v in got["headers"])["host"] == "[::1]:%d" % b.port
 
 
 def test_keep_alive_to_client_and_pooled_upstream(fulcrum, web):
@@ -293,3 +303,12 @@ def test_connect_tunnel_carries_bytes_both_ways(fulcrum, backend):
         assert recv_all(s, timeout=5) == b"bye"
     finally:
         s.close()
+
+
+def test_cache_on_forward_proxy_is_refused_for_now(tmp_path):
+    cfg = tmp_path / "fulcrum.yaml"
+    cfg.write_text(to_yaml({"listeners": [{"name": "egress", "bind": "127.0.0.1:%d" % free_port(),
+                                           "protocol": "forward_proxy", "cache": {"size": "1MiB"}}]}) + "\n")
+    r = run_fulcrum("run", "-c", cfg)
+    assert r.returncode == 1
+    assert "cache on a forward_proxy listener is not implemented" in r.stderr, r.stderr
