@@ -48,7 +48,7 @@ class OriginWaiter {
 // Where an admitted request goes. The host is copied (lower case): the request's bytes may be
 // gone by the time it is looked up.
 struct ForwardTarget {
-  std::array<char, kMaxHostLength + 1> host_buf{};
+  std::array<char, kMaxHostLength + 1> host_buf;  // not zeroed: built on every request's path
   size_t host_len = 0;
   uint16_t port = 0;
   Authority::Kind kind = Authority::Kind::kName;

@@ -10,6 +10,10 @@
 // come down (a backend may answer early). Pipelined requests wait in the read buffer and are
 // parsed once the exchange before them is over, so responses keep their order. Nothing is
 // allocated per request: buffers come from the worker's pool and parse results are views.
+//
+// A forward_proxy listener (forward_proxy.h) takes the same path: admit() instead of the router,
+// the target's origin instead of a pick (kConnecting also covers its name lookup), and a CONNECT
+// goes from kConnecting to kTunnel behind a "200 Connection Established".
 #include "http/proxy.h"
 
 #include <arpa/inet.h>
