@@ -174,10 +174,15 @@ class RuntimeImpl final : public Runtime {
     // generation (reload) starts with empty stores: entries are not carried over, so a changed
     // size or default_ttl takes effect at once; the old stores go with the old listeners.
     std::vector<std::vector<std::shared_ptr<cache::Store>>> caches(cfg.listeners.size());
-    for (size_t li = 0; li < cfg.listeners.size(); ++li)
-      for (auto& r : cfg.listeners[li].routes)
+    for (size_t li = 0; li < cfg.listeners.size(); ++li) {
+      const auto& l = cfg.listeners[li];
+      for (auto& r : l.routes)
         caches[li].push_back(r.cache ? std::make_shared<cache::Store>(r.cache->size, r.cache->default_ttl.count())
                                      : nullptr);
+      // A forward proxy has no routes: its own `cache:` is its only store, in slot 0.
+      if (l.protocol == config::Protocol::kForwardProxy && l.cache)
+        caches[li].push_back(std::make_shared<cache::Store>(l.cache->size, l.cache->default_ttl.count()));
+    }
     // Counter layouts: one per listener, shared by every worker's copy of its counters.
     std::vector<std::shared_ptr<const metrics::Layout>> layouts;
     for (size_t li = 0; li < cfg.listeners.size(); ++li) layouts.push_back(metrics::Layout::build(cfg, li));
@@ -198,10 +203,11 @@ class RuntimeImpl final : public Runtime {
           if (auto r = add_datagram_listener(*w, i, l, backends, backend_index); !r) return r;
           continue;
         }
-        if (l.protocol != config::Protocol::kTcp && l.protocol != config::Protocol::kHttp) continue;
+        bool http = l.protocol == config::Protocol::kHttp || l.protocol == config::Protocol::kForwardProxy;
+        if (l.protocol != config::Protocol::kTcp && !http) continue;
         auto fd = socket_for(SocketType::kStream, l, i);
         if (!fd) return fd.error();
-        if (l.protocol == config::Protocol::kHttp) {
+        if (http) {  // a forward proxy has no router (routers[li] is null): see http/forward_proxy.h
           w->http.push_back(std::make_unique<http::HttpListener>(*w->http_ctx, cfg, l, routers[li], std::move(*fd)));
           w->http.back()->set_metrics(w->metrics->add_listener(layouts[li], w->log_sink.get()));
           w->http.back()->set_caches(caches[li]);

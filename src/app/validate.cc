@@ -61,7 +61,8 @@ std::optional<config::ConfigError> validate(const config::Config& cfg) {
 std::optional<config::ConfigError> check_runnable(const config::Config& cfg) {
   for (auto& l : cfg.listeners) {
     if (l.protocol != config::Protocol::kTcp && l.protocol != config::Protocol::kHttp &&
-        l.protocol != config::Protocol::kUdp && l.protocol != config::Protocol::kDns)
+        l.protocol != config::Protocol::kUdp && l.protocol != config::Protocol::kDns &&
+        l.protocol != config::Protocol::kForwardProxy)
       return cfg.error_at(l.protocol_mark, std::string("protocol '") + config::protocol_name(l.protocol) +
                                                "' is not implemented in this build yet (listener '" + l.name + "')");
   }

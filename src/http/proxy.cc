@@ -10,6 +10,10 @@
 // come down (a backend may answer early). Pipelined requests wait in the read buffer and are
 // parsed once the exchange before them is over, so responses keep their order. Nothing is
 // allocated per request: buffers come from the worker's pool and parse results are views.
+//
+// A forward_proxy listener (forward_proxy.h) takes the same path: admit() instead of the router,
+// the target's origin instead of a pick (kConnecting also covers its name lookup), and a CONNECT
+// goes from kConnecting to kTunnel behind a "200 Connection Established".
 #include "http/proxy.h"
 
 #include <arpa/inet.h>
@@ -27,6 +31,7 @@
 #include "core/socket.h"
 #include "http/chunked.h"
 #include "http/forward.h"
+#include "http/forward_proxy.h"
 #include "http/local_response.h"
 #include "static/static_site.h"
 #include "http/observe.h"
@@ -108,13 +113,14 @@ HttpContext::HttpContext(EventLoop& l, std::vector<upstream::Backend*> b, std::v
 
 // ---- connection ------------------------------------------------------------------------------
 
-class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner {
+class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner, public OriginWaiter {
  public:
   ClientConn(HttpListener& l, Fd fd, const SocketAddress& peer);
   ~ClientConn() override;
   void start();
   void on_io(uint32_t events) override;
   void on_upstream_io(uint32_t events) override;
+  void on_origin(upstream::Server* origin, int status) override;
   void close(const char* why);
   void on_stop();
 
@@ -164,8 +170,13 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   void on_cache_wake();
   void set_state(State s);
   void release_upstream(bool reuse);
-  Millis response_timeout() const { return ctx_.backends[backend_]->spec().response_timeout; }
+  Millis response_timeout() const { return backend().spec().response_timeout; }
   bool fwd_https() const { return l_.spec_.protocol == config::Protocol::kHttps; }
+  // The backend of the exchange: the route's, or a forward proxy's origins (forward_proxy.h).
+  upstream::Backend& backend() const { return backend_ >= 0 ? *ctx_.backends[backend_] : l_.forward_->backend(); }
+  // Forward proxy: connects to the admitted target's origin, at once or once it is resolved.
+  void forward_connect(const ForwardTarget& target);
+  void stop_resolving();
 
   HttpListener& l_;
   HttpContext& ctx_;
@@ -223,6 +234,8 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   bool dechunk_ = false;  // chunked response to an HTTP/1.0 client: send the data only
   bool upstream_keep_alive_ = false;
   bool tunnel_ = false;  // the client asked to upgrade
+  bool connect_tunnel_ = false;  // forward proxy: a CONNECT, answered 200 once connected
+  bool resolving_ = false;       // forward proxy: waiting in kConnecting for on_origin()
   bool up_eof_ = false;
   TimePoint sent_at_{};
 };
@@ -260,7 +273,7 @@ void ClientConn::set_state(State s) {
   switch (s) {
     case State::kIdle: timer_.arm(l_.stopping_ ? kStopLinger : l_.idle_timeout_); break;
     case State::kHead: timer_.arm(l_.header_timeout_); break;
-    case State::kConnecting: timer_.arm(ctx_.backends[backend_]->spec().connect_timeout); break;
+    case State::kConnecting: timer_.arm(backend().spec().connect_timeout); break;
     case State::kExchange: timer_.arm(response_timeout()); break;
     case State::kTunnel: timer_.arm(l_.idle_timeout_); break;
     case State::kLocal:
@@ -447,17 +460,27 @@ void ClientConn::on_request(const RequestHead& head, size_t head_len) {
   // What is left of a refused request (its body) cannot be told from a next request: close.
   bool close_after = !keep_alive_ || head.has_body();
 
-  RouteInput ri{head.method_text, host, path, query, head.headers};
-  int route = l_.router_->match(ri);
-  if (route < 0 || head.target_form == TargetForm::kAuthority || head.target_form == TargetForm::kAsterisk) {
-    in_.consume(head_len);
-    return send_local(route < 0 ? 404 : 501, close_after);
-  }
-  backend_ = l_.route_backend_[static_cast<size_t>(route)];
-  x_.backend = backend_;
-  if (backend_ < 0) {  // a static route: fulcrum serves the file itself
-    in_.consume(head_len);
-    return serve_static(*l_.statics_[static_cast<size_t>(route)], head, path, close_after);
+  ForwardTarget target;
+  int route = 0;  // a forward proxy's cache, if any, is in slot 0
+  if (l_.forward_) {  // a forward proxy: the target names the origin
+    if (int refused = l_.forward_->admit(head, peer_ip_, x_, &target)) {
+      in_.consume(head_len);
+      return send_local(refused, close_after);
+    }
+    backend_ = x_.backend = -1;
+  } else {
+    RouteInput ri{head.method_text, host, path, query, head.headers};
+    route = l_.router_->match(ri);
+    if (route < 0 || head.target_form == TargetForm::kAuthority || head.target_form == TargetForm::kAsterisk) {
+      in_.consume(head_len);
+      return send_local(route < 0 ? 404 : 501, close_after);
+    }
+    backend_ = l_.route_backend_[static_cast<size_t>(route)];
+    x_.backend = backend_;
+    if (backend_ < 0) {  // a static route: fulcrum serves the file itself
+      in_.consume(head_len);
+      return serve_static(*l_.statics_[static_cast<size_t>(route)], head, path, close_after);
+    }
   }
   auto r = static_cast<size_t>(route);
   cache::KeyParts key{fwd_https() ? "https" : "http", host, path, query, has_query};
@@ -471,7 +494,7 @@ void ClientConn::on_request(const RequestHead& head, size_t head_len) {
   tried_.clear();
   attempts_ = 0;
   client_bytes_ = 0;
-  upstream::Server* first = choose(&head, path, query);
+  upstream::Server* first = l_.forward_ ? nullptr : choose(&head, path, query);
   // The head goes out as we rewrite it; it stays whole in req_head_ until a response starts, so
   // that a retry can send it again.
   RequestForward fwd;
@@ -509,6 +532,7 @@ void ClientConn::on_request(const RequestHead& head, size_t head_len) {
                         peer_ip_);
     return send_local(400, true);
   }
+  if (l_.forward_) return forward_connect(target);
   if (first == nullptr) {
     FULCRUM_LOG_LIMITED(kWarn, "listener %s: no server available in backend %s", l_.spec_.name.c_str(),
                         ctx_.backends[backend_]->name().c_str());
@@ -564,7 +588,7 @@ void ClientConn::connect_upstream(upstream::Server* server) {
   resp_head_done_ = resp_started_ = resp_done_ = false;
   up_eof_ = false;
   resp_parser_.reset();
-  if ((up_ = ctx_.pool.take(server_))) {
+  if (!connect_tunnel_ && (up_ = ctx_.pool.take(server_))) {  // a tunnel gets a connection of its own
     up_->owner = this;
     up_->writable = true;  // try; EAGAIN tells otherwise
     return begin_exchange();
@@ -581,6 +605,14 @@ void ClientConn::begin_exchange() {
   up_->connected = true;
   up_->writable = true;
   sent_at_ = Clock::now();
+  if (connect_tunnel_) {  // RFC 9110 9.3.6: 2xx, then the connection is a tunnel
+    connect_tunnel_ = false;
+    req_head_.clear();
+    x_.status = 200;
+    keep_alive_ = false;
+    if (!out_.append("HTTP/1.1 200 Connection Established\r\n\r\n")) return close("no buffer");
+    return set_state(State::kTunnel);
+  }
   set_state(State::kExchange);
   if (expect_continue_) {
     expect_continue_ = false;
@@ -590,6 +622,8 @@ void ClientConn::begin_exchange() {
 
 void ClientConn::upstream_failed(const char* why, int err, bool connecting, bool timeout) {
   if (resp_head_done_) return close("backend failed mid-response");
+  if (resolving_) FULCRUM_LOG_LIMITED(kWarn, "listener %s: name lookup: %s", l_.spec_.name.c_str(), why);
+  stop_resolving();
   upstream::Server* failed = server_;
   bool reused = up_ && up_->reused;
   // A pooled connection the server closed while it idled (it answered nothing, and we did not
@@ -597,8 +631,7 @@ void ClientConn::upstream_failed(const char* why, int err, bool connecting, bool
   bool stale = reused && !timeout && !resp_started_;
   if (failed) {
     FULCRUM_LOG_LIMITED(kWarn, "listener %s: backend %s server %s (%s): %s: %s%s", l_.spec_.name.c_str(),
-                        ctx_.backends[backend_]->name().c_str(), failed->name().c_str(),
-                        failed->address_text().c_str(), why, strerror(err), reused ? " (reused connection)" : "");
+                        backend().name().c_str(), failed->name().c_str(), failed->address_text().c_str(), why, strerror(err), reused ? " (reused connection)" : "");
     failed->end();
     if (!stale) {
       failed->record_failure();
@@ -613,12 +646,12 @@ void ClientConn::upstream_failed(const char* why, int err, bool connecting, bool
   // timeout: the server may still be working on it, and the client has waited long enough.
   bool retryable = !resp_started_ && !req_body_sent_ && (!timeout || connecting) &&
                    (connecting || idempotent(method_) || (stale && req_head_sent_ == 0));
-  const auto& spec = ctx_.backends[backend_]->spec();
+  const auto& spec = backend().spec();
   if (retryable && failed && (stale || attempts_ <= spec.retries)) {
     upstream::Server* next = nullptr;
     if (stale) {
       --attempts_;  // not the server's fault: the same server again, on a fresh connection
-      if (ctx_.pickers[backend_]->serving(*failed)) next = failed;
+      if (backend_ < 0 || ctx_.pickers[backend_]->serving(*failed)) next = failed;
     }
     if (next == nullptr) next = choose(nullptr, {}, {});
     if (next) return connect_upstream(next);
@@ -628,7 +661,7 @@ void ClientConn::upstream_failed(const char* why, int err, bool connecting, bool
 
 void ClientConn::bad_response(const char* why) {
   FULCRUM_LOG_LIMITED(kWarn, "listener %s: backend %s server %s: bad response: %s", l_.spec_.name.c_str(),
-                      ctx_.backends[backend_]->name().c_str(), server_->name().c_str(), why);
+                      backend().name().c_str(), server_->name().c_str(), why);
   server_->record_failure();
   server_->report_outcome(false);
   send_local(502, true);
@@ -835,7 +868,7 @@ bool ClientConn::on_response_head(const ResponseHead& head, size_t head_len) {
     return true;
   }
 
-  const auto& spec = ctx_.backends[backend_]->spec();
+  const auto& spec = backend().spec();
   ResponseForward fwd;
   fwd.extra_fields = cache_.x_cache_field();
   fwd.keep_alive = keep_alive_;
@@ -935,6 +968,30 @@ void ClientConn::finish_exchange() {
   // A client that half-closed after its last request still gets answers to all it sent.
   if (!keep_alive_ || (read_eof_ && in_.empty())) return set_state(State::kClosing);
   set_state(cache_.sending() ? State::kLocal : State::kIdle);  // a revalidated entry's body is still to go
+}
+
+// ---- forward proxy ---------------------------------------------------------------------------
+
+void ClientConn::forward_connect(const ForwardTarget& target) {
+  connect_tunnel_ = target.tunnel;
+  int status = 0;
+  if (upstream::Server* origin = l_.forward_->origin(target, this, &status)) return connect_upstream(origin);
+  if (status != 0) return send_local(status, !keep_alive_ || !req_done_);
+  resolving_ = true;
+  set_state(State::kConnecting);  // connect_timeout covers the lookup too
+}
+
+void ClientConn::on_origin(upstream::Server* origin, int status) {
+  resolving_ = false;
+  if (origin) connect_upstream(origin);
+  else send_local(status, !keep_alive_ || !req_done_);
+  drive();
+}
+
+void ClientConn::stop_resolving() {
+  if (!resolving_) return;
+  resolving_ = false;
+  l_.forward_->cancel(this);
 }
 
 // ---- tunnel ----------------------------------------------------------------------------------
@@ -1099,6 +1156,7 @@ void ClientConn::close(const char* why) {
   closed_ = true;
   cache_.abort();
   FULCRUM_LOG(kDebug, "http connection %s closed: %s", peer_.to_string().c_str(), why);
+  stop_resolving();
   timer_.cancel();
   resume_.cancel();
   if (server_) {
@@ -1136,6 +1194,8 @@ HttpListener::HttpListener(HttpContext& ctx, const config::Config& cfg, const co
     if (statics_.back() && !statics_.back()->ok())
       FULCRUM_LOG(kError, "listener %s: %s", spec_.name.c_str(), statics_.back()->error().c_str());
   }
+  if (spec_.protocol == config::Protocol::kForwardProxy)
+    forward_ = std::make_unique<ForwardProxy>(ctx_.loop, ctx_.pool, spec_);
   if (spec_.protect) {
     header_timeout_ = spec_.protect->header_timeout;
     idle_timeout_ = spec_.protect->idle_timeout;

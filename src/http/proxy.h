@@ -1,5 +1,6 @@
 // The HTTP/1.1 reverse proxy: a worker's listener for one `protocol: http` listener, and the
-// client connections it accepts. A request is parsed in place, routed (first match wins),
+// client connections it accepts. A `protocol: forward_proxy` listener is the same with a
+// ForwardProxy (forward_proxy.h) in place of the router and balancer. A request is parsed in place, routed (first match wins),
 // balanced over the route's backend, and streamed both ways with upstream connections from the
 // worker's pool. Listener, connections and pool are touched only by their worker's thread, except
 // connections(), which the control thread reads while draining.
@@ -49,6 +50,7 @@ struct HttpContext {
 };
 
 class ClientConn;
+class ForwardProxy;
 
 class HttpListener final : public IoHandler {
  public:
@@ -82,6 +84,7 @@ class HttpListener final : public IoHandler {
   bool stopping_ = false;
   std::atomic<size_t> connections_{0};
   metrics::ListenerMetrics* metrics_ = nullptr;
+  std::unique_ptr<ForwardProxy> forward_;  // protocol: forward_proxy (forward_proxy.h); else null
   ClientConn* first_ = nullptr;
 };
 

@@ -100,6 +100,14 @@ size_t UpstreamPool::idle(upstream::Server* server) const {
   return it == idle_.end() ? 0 : it->second.size();
 }
 
+void UpstreamPool::forget(upstream::Server* server) {
+  auto it = idle_.find(server);
+  if (it == idle_.end()) return;
+  std::vector<UpstreamConn*> list = std::move(it->second);
+  idle_.erase(it);
+  for (UpstreamConn* c : list) close(c);
+}
+
 void UpstreamPool::close(UpstreamConn* c) {
   if (c->closed) return;
   c->closed = true;

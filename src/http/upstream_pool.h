@@ -66,6 +66,9 @@ class UpstreamPool {
   // Closes and deletes (after this turn). Idempotent.
   void close(UpstreamConn* conn);
   size_t idle(upstream::Server* server) const;
+  // Closes the idle connections to `server` and forgets it: the server is about to go (a forward
+  // proxy's origin, forward_proxy.h). Connections in use must have been closed or put back.
+  void forget(upstream::Server* server);
 
  private:
   friend class UpstreamConn;

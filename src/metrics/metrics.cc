@@ -52,6 +52,10 @@ const char* refusal_name(Refusal r) {
       return "backend_timeout";
     case Refusal::kConnectFailed:
       return "connect_failed";
+    case Refusal::kAclDenied:
+      return "acl_denied";
+    case Refusal::kPortDenied:
+      return "port_denied";
     case Refusal::kOther:
     case Refusal::kCount:
       break;
@@ -161,7 +165,7 @@ void ListenerMetrics::end_http(Exchange& x, const SocketAddress& client, SteadyT
 
 void ListenerMetrics::local_response(Exchange& x, int status, uint64_t bytes, const SocketAddress& client,
                                      SteadyTime now) {
-  refuse(refusal_for_status(status));
+  refuse(x.active && x.refusal != Refusal::kCount ? x.refusal : refusal_for_status(status));
   if (!x.active) {
     begin(x, now);
     x.text.clear();

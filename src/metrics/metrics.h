@@ -55,6 +55,8 @@ enum class Refusal : uint8_t {
   kNoServer,        // 503 (every server down, drained or disabled)
   kTimeout,         // 504
   kConnectFailed,   // tcp: every connect attempt failed
+  kAclDenied,       // 403: forward proxy, the host is in acl.deny
+  kPortDenied,      // 403: forward proxy, a CONNECT port not in acl.allow_ports
   kOther,           // another status fulcrum made itself
   kCount
 };
@@ -120,6 +122,9 @@ struct Exchange {
   int backend = -1;  // config index of the backend it was routed to
   int server = -1;   // index of the server it went to (the last one tried)
   int status = 0;    // the response status once known
+  // Set to count a response fulcrum makes under this reason rather than its status's
+  // (refusal_for_status); kCount for none.
+  Refusal refusal = Refusal::kCount;
   uint64_t bytes = 0;
   SteadyTime start{};
   // Captured for the access log: method, target, referer and user agent, back to back.
@@ -156,6 +161,7 @@ class alignas(64) ListenerMetrics {
     x.active = true;
     x.backend = x.server = -1;
     x.status = 0;
+    x.refusal = Refusal::kCount;
     x.bytes = 0;
     x.start = now;
     x.method_len = x.target_len = x.referer_len = x.agent_len = 0;
