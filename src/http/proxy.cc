@@ -29,6 +29,7 @@
 #include "http/local_response.h"
 #include "static/static_site.h"
 #include "http/observe.h"
+#include "tls/tls.h"
 
 namespace fulcrum::http {
 namespace {
@@ -51,20 +52,6 @@ constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 bool idempotent(Method m) {
   return m == Method::kGet || m == Method::kHead || m == Method::kPut || m == Method::kDelete ||
          m == Method::kOptions || m == Method::kTrace;
-}
-
-// Writes a then b with one system call; returns bytes written or -1 (errno).
-ssize_t write2(int fd, std::string_view a, std::string_view b) {
-  iovec iov[2];
-  int n = 0;
-  if (!a.empty()) iov[n++] = {const_cast<char*>(a.data()), a.size()};
-  if (!b.empty()) iov[n++] = {const_cast<char*>(b.data()), b.size()};
-  if (n == 0) return 0;
-  if (n == 1) return ::send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
-  msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = n;
-  return ::sendmsg(fd, &msg, MSG_NOSIGNAL);
 }
 
 // Splits a request target into path and query; absolute-form loses its scheme and authority
@@ -92,7 +79,7 @@ void split_target(std::string_view target, TargetForm form, std::string_view* au
 // ---- context ---------------------------------------------------------------------------------
 
 HttpContext::HttpContext(EventLoop& l, std::vector<upstream::Backend*> b, std::vector<lb::Picker*> p)
-    : loop(l), pool(l, buffers), backends(std::move(b)), pickers(std::move(p)) {
+    : loop(l), pool(l, buffers), backends(std::move(b)), pickers(std::move(p)), backend_tls(backends.size()) {
   for (auto* backend : backends) {
     std::vector<std::string> ids;
     for (auto& s : backend->servers()) {
@@ -109,7 +96,7 @@ HttpContext::HttpContext(EventLoop& l, std::vector<upstream::Backend*> b, std::v
 
 class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner {
  public:
-  ClientConn(HttpListener& l, Fd fd, const SocketAddress& peer);
+  ClientConn(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, const SocketAddress& peer);
   ~ClientConn() override;
   void start();
   void on_io(uint32_t events) override;
@@ -131,7 +118,7 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   bool step_flush();
   bool step_linger();
   // 1 read, 0 nothing, -1 fatal. `hup`: the peer's FIN or an error was seen with the last edge.
-  int read_into(int fd, Buffer& buf, bool* readable, bool* eof, bool hup);
+  int read_into(Transport& t, Buffer& buf, bool* readable, bool* eof, bool hup);
   // Writes out_ and then `body` to the client; returns how many bytes of `body` went, or -1 when
   // the connection was closed.
   ssize_t write_client(std::string_view body, bool* progress);
@@ -164,7 +151,8 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
 
   HttpListener& l_;
   HttpContext& ctx_;
-  Fd fd_;
+  Fd fd_;                          // the client's socket; none for an HTTP/2 stream
+  std::unique_ptr<Transport> tr_;  // how bytes move to and from the client
   SocketAddress peer_;
   char peer_ip_[INET6_ADDRSTRLEN] = {};
   Buffer in_;
@@ -221,10 +209,11 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   TimePoint sent_at_{};
 };
 
-ClientConn::ClientConn(HttpListener& l, Fd fd, const SocketAddress& peer)
+ClientConn::ClientConn(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, const SocketAddress& peer)
     : l_(l),
       ctx_(l.ctx_),
       fd_(std::move(fd)),
+      tr_(std::move(tr)),
       peer_(peer),
       in_(l.ctx_.buffers),
       out_(l.ctx_.buffers),
@@ -247,6 +236,8 @@ void ClientConn::start() {
   set_nodelay(fd_.get());
   if (!ctx_.loop.add(fd_.get(), this)) return close("epoll");
   set_state(State::kIdle);
+  // A TLS handshake counts against header_timeout (it is done by the first read).
+  if (tr_->any_edge_retries_both()) timer_.arm(l_.header_timeout_);
 }
 
 void ClientConn::set_state(State s) {
@@ -290,6 +281,7 @@ void ClientConn::on_io(uint32_t events) {
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable_ = true;
   if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hup_ = true;
   if (events & EPOLLOUT) writable_ = true;
+  if (events && tr_->any_edge_retries_both()) readable_ = writable_ = true;
   drive();
 }
 
@@ -301,7 +293,15 @@ void ClientConn::on_upstream_io(uint32_t events) {
       upstream_failed("connect", err, true, false);
       return drive();
     }
-    if (!(events & EPOLLOUT)) return;
+    if (!(events & EPOLLOUT) && !up_->connected) return;
+    up_->connected = true;
+    // TLS to the backend: the handshake is part of connecting (connect_timeout bounds it).
+    int h = up_->io->handshake();
+    if (h == 0) return;
+    if (h < 0) {
+      upstream_failed("tls handshake", errno ? errno : EPROTO, true, false);
+      return drive();
+    }
     begin_exchange();
   }
   drive();
@@ -344,18 +344,19 @@ void ClientConn::drive() {
   }
 }
 
-int ClientConn::read_into(int fd, Buffer& buf, bool* readable, bool* eof, bool hup) {
+int ClientConn::read_into(Transport& t, Buffer& buf, bool* readable, bool* eof, bool hup) {
   if (!*readable || *eof) return 0;
   if (!buf.reserve(1)) return 0;
   char* at = buf.space();
   size_t room = buf.space_size();
-  ssize_t n = ::recv(fd, at, room, 0);
+  ssize_t n = t.read(at, room);
   if (n > 0) {
     buf.produced(static_cast<size_t>(n));
     // A short read took all the socket had (TCP copies while data is queued), and bytes that
     // come later raise a new edge: no recv is spent on seeing EAGAIN. Unless the peer's FIN came
-    // with the edge we woke for: no new edge would tell of it, so read on to the end.
-    if (static_cast<size_t>(n) < room && !hup) *readable = false;
+    // with the edge we woke for: no new edge would tell of it, so read on to the end. (TLS reads
+    // a record at a time: there, only EAGAIN says all is read.)
+    if (static_cast<size_t>(n) < room && !hup && t.short_read_drains()) *readable = false;
     return 1;
   }
   if (n == 0) {
@@ -371,7 +372,7 @@ int ClientConn::read_into(int fd, Buffer& buf, bool* readable, bool* eof, bool h
 
 ssize_t ClientConn::write_client(std::string_view body, bool* progress) {
   if (!writable_ || (out_.empty() && body.empty())) return 0;
-  ssize_t n = write2(fd_.get(), out_.view(), body);
+  ssize_t n = tr_->write2(out_.view(), body);
   if (n < 0) {
     if (errno == EAGAIN) writable_ = false;
     else if (errno != EINTR) return close("client write failed"), -1;
@@ -390,7 +391,7 @@ ssize_t ClientConn::write_client(std::string_view body, bool* progress) {
 
 bool ClientConn::step_head() {
   if (in_.empty()) {
-    int r = read_into(fd_.get(), in_, &readable_, &read_eof_, hup_);
+    int r = read_into(*tr_, in_, &readable_, &read_eof_, hup_);
     if (r < 0) return close("read error"), false;
     if (read_eof_ && in_.empty()) return close("client closed"), false;
     if (r == 0) return false;
@@ -419,7 +420,7 @@ bool ClientConn::step_head() {
     return true;
   }
   if (read_eof_) return close("client closed mid-head"), false;
-  int r = read_into(fd_.get(), in_, &readable_, &read_eof_, hup_);
+  int r = read_into(*tr_, in_, &readable_, &read_eof_, hup_);
   if (r < 0) close("read error");
   return r > 0;
 }
@@ -551,11 +552,15 @@ void ClientConn::connect_upstream(upstream::Server* server) {
     return begin_exchange();
   }
   int err = 0;
-  up_ = ctx_.pool.open(server_, &err);
+  up_ = ctx_.pool.open(server_, ctx_.backend_tls[backend_].get(), &err);
   if (up_ == nullptr) return upstream_failed("connect", err, true, false);
   up_->owner = this;
-  if (up_->connected) return begin_exchange();
   set_state(State::kConnecting);
+  if (up_->connected) {
+    int h = up_->io->handshake();
+    if (h < 0) return upstream_failed("tls handshake", errno ? errno : EPROTO, true, false);
+    if (h > 0) begin_exchange();
+  }
 }
 
 void ClientConn::begin_exchange() {
@@ -719,7 +724,7 @@ bool ClientConn::send_request() {
   }
   std::string_view head = req_head_.view().substr(req_head_sent_);
   if (up_->writable && (!head.empty() || body > 0)) {
-    ssize_t n = write2(up_->fd.get(), head, in_.view().substr(0, body));
+    ssize_t n = up_->io->write2(head, in_.view().substr(0, body));
     if (n > 0) {
       progress = true;
       size_t w = static_cast<size_t>(n);
@@ -748,7 +753,7 @@ bool ClientConn::send_request() {
   // More body from the client, while the buffer has room (memory stays at one small block per
   // direction however large the body: the client is read only as fast as the backend takes it).
   if (!req_done_ && in_.size() == request_body_ready() && !in_.full()) {
-    int r = read_into(fd_.get(), in_, &readable_, &read_eof_, hup_);
+    int r = read_into(*tr_, in_, &readable_, &read_eof_, hup_);
     if (r < 0) return close("client read error"), true;
     if (read_eof_) return close("client closed mid-body"), true;
     if (r > 0) progress = true;
@@ -758,7 +763,7 @@ bool ClientConn::send_request() {
 
 bool ClientConn::read_response_head() {
   bool progress = false;
-  int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_, up_->hup);
+  int r = read_into(*up_->io, up_->in, &up_->readable, &up_eof_, up_->hup);
   if (r < 0) {
     upstream_failed("recv", errno, false, false);
     return true;
@@ -867,7 +872,7 @@ bool ClientConn::forward_response_body() {
       if (resp_body_ != BodyKind::kUntilClose) return close("backend closed mid-body"), true;
       return progress;
     }
-    int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_, up_->hup);
+    int r = read_into(*up_->io, up_->in, &up_->readable, &up_eof_, up_->hup);
     if (r < 0) return close("backend read error"), true;
     if (r > 0) progress = true;
   }
@@ -912,7 +917,7 @@ bool ClientConn::step_tunnel() {
   bool progress = false;
   // client -> upstream
   if (!in_.empty() && up_->writable) {
-    ssize_t n = ::send(up_->fd.get(), in_.data(), in_.size(), MSG_NOSIGNAL);
+    ssize_t n = up_->io->write2(in_.view(), {});
     if (n > 0) {
       in_.consume(static_cast<size_t>(n));
       progress = true;
@@ -923,20 +928,20 @@ bool ClientConn::step_tunnel() {
     }
   }
   if (in_.empty() && !read_eof_) {
-    int r = read_into(fd_.get(), in_, &readable_, &read_eof_, hup_);
+    int r = read_into(*tr_, in_, &readable_, &read_eof_, hup_);
     if (r < 0) return close("tunnel client read"), false;
     if (r > 0) progress = true;
-    if (read_eof_ && in_.empty()) ::shutdown(up_->fd.get(), SHUT_WR);
+    if (read_eof_ && in_.empty()) up_->io->shutdown_write();
   }
   // upstream -> client (out_ first: the 101 head)
   ssize_t w = write_client(up_->in.view(), &progress);
   if (w < 0) return false;
   up_->in.consume(static_cast<size_t>(w));
   if (up_->in.empty() && !up_eof_) {
-    int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_, up_->hup);
+    int r = read_into(*up_->io, up_->in, &up_->readable, &up_eof_, up_->hup);
     if (r < 0) return close("tunnel upstream read"), false;
     if (r > 0) progress = true;
-    if (up_eof_ && up_->in.empty() && out_.empty()) ::shutdown(fd_.get(), SHUT_WR);
+    if (up_eof_ && up_->in.empty() && out_.empty()) tr_->shutdown_write();
   }
   if (progress) timer_.arm(l_.idle_timeout_);
   if (read_eof_ && up_eof_ && in_.empty() && up_->in.empty() && out_.empty()) return close("tunnel done"), false;
@@ -975,7 +980,7 @@ void ClientConn::serve_static(const staticfiles::StaticSite& site, const Request
 bool ClientConn::send_file(bool* progress) {
   if (!out_.empty()) {
     if (!writable_) return false;
-    ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL | MSG_MORE);
+    ssize_t n = tr_->write2(out_.view(), {}, true);
     if (n < 0) {
       if (errno == EAGAIN) writable_ = false;
       else if (errno != EINTR) return close("client write failed"), false;
@@ -987,8 +992,7 @@ bool ClientConn::send_file(bool* progress) {
     if (!out_.empty()) return false;
   }
   while (file_left_ > 0 && writable_) {
-    off_t off = static_cast<off_t>(file_off_);
-    ssize_t n = ::sendfile(fd_.get(), file_.get(), &off, static_cast<size_t>(std::min<uint64_t>(file_left_, 1 << 20)));
+    ssize_t n = tr_->send_file(file_.get(), file_off_, static_cast<size_t>(std::min<uint64_t>(file_left_, 1 << 20)));
     if (n > 0) {
       *progress = true;
       file_off_ += static_cast<uint64_t>(n);
@@ -1022,7 +1026,7 @@ bool ClientConn::step_flush() {
   }
   if (state_ == State::kClosing) {
     // Half-close: the client reads the whole response, then sees the end.
-    ::shutdown(fd_.get(), SHUT_WR);
+    tr_->shutdown_write();
     if (read_eof_) return close("done"), false;
     set_state(State::kLinger);
     return true;
@@ -1033,7 +1037,7 @@ bool ClientConn::step_flush() {
 
 bool ClientConn::step_linger() {
   in_.clear();
-  int r = read_into(fd_.get(), in_, &readable_, &read_eof_, hup_);
+  int r = read_into(*tr_, in_, &readable_, &read_eof_, hup_);
   in_.clear();
   if (r < 0 || read_eof_) return close("done"), false;
   return r > 0;
@@ -1054,6 +1058,7 @@ void ClientConn::close(const char* why) {
     l_.metrics_->end_http(x_, peer_, Clock::now());  // a request cut short: logged as 499
     l_.metrics_->on_close();
   }
+  tr_.reset();  // before the socket it writes to
   fd_.reset();
   in_.release();
   out_.release();
@@ -1104,7 +1109,18 @@ void HttpListener::on_io(uint32_t) {
         FULCRUM_LOG_LIMITED(kError, "listener %s: accept: %s", spec_.name.c_str(), strerror(errno));
       return;
     }
-    auto* conn = new ClientConn(*this, Fd(c), SocketAddress(reinterpret_cast<sockaddr*>(&ss), len));
+    std::unique_ptr<Transport> tr;
+    if (tls_) {
+      SSL* ssl = tls_->new_ssl(c);
+      if (!ssl) {
+        ::close(c);
+        continue;
+      }
+      tr = std::make_unique<tls::TlsTransport>(ssl, true);
+    } else {
+      tr = std::make_unique<SocketTransport>(c);
+    }
+    auto* conn = new ClientConn(*this, Fd(c), std::move(tr), SocketAddress(reinterpret_cast<sockaddr*>(&ss), len));
     conn->next_ = first_;
     if (first_) first_->prev_ = conn;
     first_ = conn;

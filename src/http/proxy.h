@@ -14,15 +14,21 @@
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "core/fd.h"
+#include "core/transport.h"
 #include "http/h1_parser.h"
 #include "http/router.h"
 #include "http/upstream_pool.h"
 #include "lb/balancer.h"
 #include "metrics/metrics.h"
 
+namespace fulcrum::tls {
+class ServerContext;
+class ClientContext;
+}
 namespace fulcrum::staticfiles {
 class StaticSite;
 }
+
 
 namespace fulcrum::http {
 
@@ -38,6 +44,8 @@ struct HttpContext {
   UpstreamPool pool;
   std::vector<upstream::Backend*> backends;  // config order
   std::vector<lb::Picker*> pickers;          // config order
+  // Per backend (config order): TLS to its servers, or null. Set by the runtime after construction.
+  std::vector<std::shared_ptr<const tls::ClientContext>> backend_tls;
   // Sticky-cookie ids per backend and server: a hash of the names, so every fulcrum host gives
   // the same id for the same server, and the id says nothing about its address.
   std::vector<std::vector<std::string>> sticky_ids;
@@ -59,6 +67,8 @@ class HttpListener final : public IoHandler {
   // Counters and access log of this listener on this worker (metrics::WorkerMetrics::add_listener
   // with a Layout built from the same config); null counts nothing. Set before the first accept.
   void set_metrics(metrics::ListenerMetrics* m) { metrics_ = m; }
+  // `protocol: https`: the certificates (shared by the generation's workers). Before the first accept.
+  void set_tls(std::shared_ptr<const tls::ServerContext> tls) { tls_ = std::move(tls); }
 
  private:
   friend class ClientConn;
@@ -75,6 +85,7 @@ class HttpListener final : public IoHandler {
   bool stopping_ = false;
   std::atomic<size_t> connections_{0};
   metrics::ListenerMetrics* metrics_ = nullptr;
+  std::shared_ptr<const tls::ServerContext> tls_;
   ClientConn* first_ = nullptr;
 };
 
