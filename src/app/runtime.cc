@@ -171,7 +171,7 @@ class RuntimeImpl final : public Runtime {
     for (size_t i = 0; i < cfg.listeners.size(); ++i) {
       auto& l = cfg.listeners[i];
       if (l.protocol != config::Protocol::kHttps) continue;
-      auto ctx = tls::ServerContext::build(l.name, l.tls, false);
+      auto ctx = tls::ServerContext::build(l.name, l.tls, true);
       if (!ctx) return ctx.error();
       server_tls[i] = std::move(*ctx);
     }

@@ -26,6 +26,7 @@
 #include "core/socket.h"
 #include "http/chunked.h"
 #include "http/forward.h"
+#include "http/h2_session.h"
 #include "http/local_response.h"
 #include "static/static_site.h"
 #include "http/observe.h"
@@ -103,6 +104,8 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   void on_upstream_io(uint32_t events) override;
   void close(const char* why);
   void on_stop();
+  // An HTTP/2 stream's exchange (h2_session.cc): no socket, no connection counters of its own.
+  void set_stream() { stream_ = true; }
 
   ClientConn* prev_ = nullptr;
   ClientConn* next_ = nullptr;
@@ -168,6 +171,9 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   bool writable_ = true;
   bool read_eof_ = false;
   bool closed_ = false;
+  bool stream_ = false;      // the client side is an HTTP/2 stream
+  bool fresh_ = true;        // no request yet: HTTP/2 may start here (ALPN h2, or the h2c preface)
+  bool handed_off_ = false;  // the connection went to an H2Session
   // A static file being sent (serve_static).
   Fd file_;
   uint64_t file_off_ = 0;
@@ -233,6 +239,7 @@ ClientConn::~ClientConn() {
 }
 
 void ClientConn::start() {
+  if (stream_) return set_state(State::kIdle);
   set_nodelay(fd_.get());
   if (!ctx_.loop.add(fd_.get(), this)) return close("epoll");
   set_state(State::kIdle);
@@ -396,6 +403,26 @@ bool ClientConn::step_head() {
     if (read_eof_ && in_.empty()) return close("client closed"), false;
     if (r == 0) return false;
   }
+  if (fresh_ && !stream_) {
+    // HTTP/2: ALPN said so, or the client starts with the preface (RFC 9113 3.4; h2c with prior
+    // knowledge on a plain listener). The session takes the connection and what was read.
+    constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    std::string_view got = in_.view().substr(0, kPreface.size());
+    if (tr_->alpn() == "h2" || got == kPreface) {
+      ctx_.loop.remove(fd_.get());
+      handed_off_ = true;
+      start_h2_session(l_, std::move(fd_), std::move(tr_), peer_, in_.view());
+      in_.clear();
+      return close("http/2"), false;
+    }
+    if (kPreface.starts_with(got)) {  // a part of the preface: wait for the rest
+      if (read_eof_) return close("client closed mid-head"), false;
+      int r = read_into(*tr_, in_, &readable_, &read_eof_, hup_);
+      if (r < 0) close("read error");
+      return r > 0;
+    }
+    fresh_ = false;
+  }
   if (state_ == State::kIdle) {
     set_state(State::kHead);  // the header timeout runs from the first byte of the request
     req_parser_.reset();
@@ -426,6 +453,7 @@ bool ClientConn::step_head() {
 }
 
 void ClientConn::on_request(const RequestHead& head, size_t head_len) {
+  fresh_ = false;
   observe_request(l_.metrics_, x_, head);
   method_ = head.method;
   client_http10_ = head.version == Version::kHttp10;
@@ -1056,7 +1084,7 @@ void ClientConn::close(const char* why) {
   release_upstream(false);
   if (l_.metrics_) {
     l_.metrics_->end_http(x_, peer_, Clock::now());  // a request cut short: logged as 499
-    l_.metrics_->on_close();
+    if (!stream_ && !handed_off_) l_.metrics_->on_close();  // the session counts its own
   }
   tr_.reset();  // before the socket it writes to
   fd_.reset();
@@ -1067,8 +1095,19 @@ void ClientConn::close(const char* why) {
   else l_.first_ = next_;
   if (next_) next_->prev_ = prev_;
   prev_ = next_ = nullptr;
-  l_.connections_.fetch_sub(1, std::memory_order_relaxed);
+  if (!handed_off_) l_.connections_.fetch_sub(1, std::memory_order_relaxed);
   ctx_.loop.defer_delete(this);
+}
+
+IoHandler* start_stream_exchange(HttpListener& l, std::unique_ptr<Transport> tr, const SocketAddress& peer) {
+  auto* conn = new ClientConn(l, Fd(), std::move(tr), peer);
+  conn->set_stream();
+  conn->next_ = l.first_;
+  if (l.first_) l.first_->prev_ = conn;
+  l.first_ = conn;
+  l.connections_.fetch_add(1, std::memory_order_relaxed);
+  conn->start();
+  return conn;
 }
 
 // ---- listener --------------------------------------------------------------------------------
@@ -1096,6 +1135,7 @@ HttpListener::HttpListener(HttpContext& ctx, const config::Config& cfg, const co
 
 HttpListener::~HttpListener() {
   if (fd_) ctx_.loop.remove(fd_.get());
+  while (h2_first_) h2_first_->close("listener closed");
   while (first_) first_->close("listener closed");
 }
 
@@ -1140,6 +1180,11 @@ void HttpListener::stop_accepting() {
     ClientConn* next = c->next_;
     c->on_stop();
     c = next;
+  }
+  for (H2Session* s = h2_first_; s;) {  // GOAWAY; each closes once its streams are done
+    H2Session* next = s->next_;
+    s->on_stop();
+    s = next;
   }
 }
 

@@ -54,6 +54,7 @@ struct HttpContext {
 };
 
 class ClientConn;
+class H2Session;
 
 class HttpListener final : public IoHandler {
  public:
@@ -72,6 +73,9 @@ class HttpListener final : public IoHandler {
 
  private:
   friend class ClientConn;
+  friend class H2Session;
+  friend IoHandler* start_stream_exchange(HttpListener&, std::unique_ptr<Transport>, const SocketAddress&);
+  friend void start_h2_session(HttpListener&, Fd, std::unique_ptr<Transport>, const SocketAddress&, std::string_view);
   HttpContext& ctx_;
   const config::Config& cfg_;
   const config::Listener& spec_;
@@ -87,6 +91,12 @@ class HttpListener final : public IoHandler {
   metrics::ListenerMetrics* metrics_ = nullptr;
   std::shared_ptr<const tls::ServerContext> tls_;
   ClientConn* first_ = nullptr;
+  H2Session* h2_first_ = nullptr;
 };
+
+// An exchange for one HTTP/2 stream (h2_session.cc): the same state machine as an HTTP/1.1
+// connection, reading and writing `tr`. Returned to be told of the stream's events; it frees
+// itself (and with it `tr`) when done.
+IoHandler* start_stream_exchange(HttpListener& l, std::unique_ptr<Transport> tr, const SocketAddress& peer);
 
 }  // namespace fulcrum::http
