@@ -260,3 +260,22 @@ def test_certificate_reload_on_sighup_keeps_old_connections(fulcrum, backend, tm
     # The connection made before the reload still works, with its old certificate.
     assert ask(old).startswith(b"HTTP/1.1 200")
     old.close()
+
+
+def test_handshake_bounded_by_header_timeout(fulcrum, backend, certs):
+    port = free_port()
+    b = backend("http", "app1")
+    cfg = https_config(port, certs, [{"backend": "app"}], [app_backend(b)])
+    cfg["listeners"][0]["protect"] = {"header_timeout": "1s", "idle_timeout": "30s"}
+    fulcrum(cfg)
+    silent = socket.create_connection(("127.0.0.1", port))
+    partial = socket.create_connection(("127.0.0.1", port))
+    partial.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # the start of a ClientHello
+    start = time.monotonic()
+    for s in (silent, partial):
+        s.settimeout(5)
+        assert s.recv(100) == b""  # closed by fulcrum
+    assert time.monotonic() - start < 3
+    # A client that completes the handshake is served.
+    code, body = curl("https://127.0.0.1:%d/" % port, "--http1.1")
+    assert code == 0 and body == b"app1\n"
