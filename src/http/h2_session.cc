@@ -116,7 +116,7 @@ struct H2Callbacks {
     if (it == self->streams_.end()) return 0;
     H2Stream* s = it->second;
     s->closed = true;
-    if (s->conn_gone) {
+    if (s->conn_gone || !s->conn) {  // done, or never got as far as an exchange
       self->streams_.erase(it);
       delete s;
     } else {
@@ -409,7 +409,7 @@ void H2Session::close(const char* why) {
   for (H2Stream* s : streams) {
     s->session = nullptr;
     s->closed = true;
-    if (s->conn_gone) {
+    if (s->conn_gone || !s->conn) {
       delete s;
       continue;
     }
