@@ -48,6 +48,7 @@ fuzz: deps
 bench: build
 	bench/run.sh
 	bench/dns.sh
+	bench/h2.sh
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -32,6 +32,7 @@
 #include "cache/store.h"
 #include "metrics/access_log.h"
 #include "metrics/metrics.h"
+#include "tls/tls.h"
 #include "upstream/server.h"
 
 namespace fulcrum::app {
@@ -160,10 +161,27 @@ class RuntimeImpl final : public Runtime {
     std::vector<std::shared_ptr<const http::Router>> routers(cfg.listeners.size());
     for (size_t i = 0; i < cfg.listeners.size(); ++i) {
       auto& l = cfg.listeners[i];
-      if (l.protocol != config::Protocol::kHttp) continue;
+      if (l.protocol != config::Protocol::kHttp && l.protocol != config::Protocol::kHttps) continue;
       auto router = http::Router::build(l);
       if (!router) return Error{0, "listener '" + l.name + "': " + router.error().message};
       routers[i] = std::shared_ptr<const http::Router>(std::move(*router));
+    }
+    // TLS contexts, new for each generation: a reload reads the certificates again, and the
+    // connections of the old generation keep the contexts they were accepted with.
+    std::vector<std::shared_ptr<const tls::ServerContext>> server_tls(cfg.listeners.size());
+    for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+      auto& l = cfg.listeners[i];
+      if (l.protocol != config::Protocol::kHttps) continue;
+      auto ctx = tls::ServerContext::build(l.name, l.tls, true);
+      if (!ctx) return ctx.error();
+      server_tls[i] = std::move(*ctx);
+    }
+    std::vector<std::shared_ptr<const tls::ClientContext>> backend_tls(cfg.backends.size());
+    for (size_t i = 0; i < cfg.backends.size(); ++i) {
+      if (!cfg.backends[i].tls) continue;
+      auto ctx = tls::ClientContext::build(*cfg.backends[i].tls);
+      if (!ctx) return Error{0, "backend '" + cfg.backends[i].name + "': " + ctx.error().message};
+      backend_tls[i] = std::move(*ctx);
     }
     std::vector<upstream::Backend*> backend_ptrs;
     for (auto& b : backends) backend_ptrs.push_back(b.get());
@@ -197,18 +215,21 @@ class RuntimeImpl final : public Runtime {
       std::vector<lb::Picker*> picker_ptrs;
       for (auto& p : w->pickers) picker_ptrs.push_back(p.get());
       w->http_ctx = std::make_unique<http::HttpContext>(w->loop, backend_ptrs, picker_ptrs);
+      w->http_ctx->backend_tls = backend_tls;
       for (size_t li = 0; li < cfg.listeners.size(); ++li) {
         auto& l = cfg.listeners[li];
         if (l.protocol == config::Protocol::kUdp || l.protocol == config::Protocol::kDns) {
           if (auto r = add_datagram_listener(*w, i, l, backends, backend_index); !r) return r;
           continue;
         }
-        bool http = l.protocol == config::Protocol::kHttp || l.protocol == config::Protocol::kForwardProxy;
+        bool http = l.protocol == config::Protocol::kHttp || l.protocol == config::Protocol::kHttps ||
+                    l.protocol == config::Protocol::kForwardProxy;
         if (l.protocol != config::Protocol::kTcp && !http) continue;
         auto fd = socket_for(SocketType::kStream, l, i);
         if (!fd) return fd.error();
         if (http) {  // a forward proxy has no router (routers[li] is null): see http/forward_proxy.h
           w->http.push_back(std::make_unique<http::HttpListener>(*w->http_ctx, cfg, l, routers[li], std::move(*fd)));
+          w->http.back()->set_tls(server_tls[li]);
           w->http.back()->set_metrics(w->metrics->add_listener(layouts[li], w->log_sink.get()));
           w->http.back()->set_caches(caches[li]);
           continue;

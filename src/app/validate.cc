@@ -1,10 +1,12 @@
 #include "app/validate.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <string>
 
 #include "lb/balancer.h"
+#include "tls/tls.h"
 
 namespace fulcrum::app {
 namespace {
@@ -40,6 +42,13 @@ std::optional<config::ConfigError> validate(const config::Config& cfg) {
     if (a == nullptr)
       return cfg.error_at(b.balance_mark, "unknown balance '" + b.balance + "' (one of: " + words() + ")");
   }
+  // Certificates and keys are read now, so `check` names the file a listener cannot use.
+  for (auto& l : cfg.listeners)
+    for (auto& c : l.tls)
+      if (auto why = tls::check_cert(c)) return cfg.error_at(c.mark, "listener '" + l.name + "': " + *why);
+  for (auto& b : cfg.backends)
+    if (b.tls && !b.tls->ca.empty() && ::access(b.tls->ca.c_str(), R_OK) != 0)
+      return cfg.error_at(b.tls->mark, "backend '" + b.name + "': cannot read ca '" + b.tls->ca + "'");
   // An algorithm that hashes a header, cookie, query parameter or path needs an HTTP request.
   for (auto& l : cfg.listeners) {
     if (!is_l4(l.protocol)) continue;
@@ -61,8 +70,8 @@ std::optional<config::ConfigError> validate(const config::Config& cfg) {
 std::optional<config::ConfigError> check_runnable(const config::Config& cfg) {
   for (auto& l : cfg.listeners) {
     if (l.protocol != config::Protocol::kTcp && l.protocol != config::Protocol::kHttp &&
-        l.protocol != config::Protocol::kUdp && l.protocol != config::Protocol::kDns &&
-        l.protocol != config::Protocol::kForwardProxy)
+        l.protocol != config::Protocol::kHttps && l.protocol != config::Protocol::kUdp &&
+        l.protocol != config::Protocol::kDns && l.protocol != config::Protocol::kForwardProxy)
       return cfg.error_at(l.protocol_mark, std::string("protocol '") + config::protocol_name(l.protocol) +
                                                "' is not implemented in this build yet (listener '" + l.name + "')");
   }

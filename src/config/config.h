@@ -191,6 +191,7 @@ struct Health {
 struct BackendTls {
   bool verify = true;
   std::string sni;
+  std::string ca;  // PEM file of trusted CAs, resolved against the config file's folder; "" = system store
   Mark mark;
 };
 

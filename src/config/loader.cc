@@ -768,11 +768,12 @@ class Parser {
     b.health.check_mark = b.mark;
     if (const Field* h = m.get("health")) b.health = health(*h);
     if (const Field* t = m.get("tls")) {
-      Map tm(*t, "backend tls", {"verify", "sni"});
+      Map tm(*t, "backend tls", {"verify", "sni", "ca"});
       BackendTls tls;
       tls.mark = tm.mark();
       if (const Field* v = tm.get("verify")) tls.verify = boolean(*v);
       if (const Field* s = tm.get("sni")) tls.sni = str(*s);
+      if (const Field* c = tm.get("ca")) tls.ca = path(*c);
       b.tls = tls;
     }
 

@@ -32,9 +32,11 @@
 #include "http/chunked.h"
 #include "http/forward.h"
 #include "http/forward_proxy.h"
+#include "http/h2_session.h"
 #include "http/local_response.h"
 #include "static/static_site.h"
 #include "http/observe.h"
+#include "tls/tls.h"
 
 namespace fulcrum::http {
 namespace {
@@ -57,20 +59,6 @@ constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 bool idempotent(Method m) {
   return m == Method::kGet || m == Method::kHead || m == Method::kPut || m == Method::kDelete ||
          m == Method::kOptions || m == Method::kTrace;
-}
-
-// Writes a then b with one system call; returns bytes written or -1 (errno).
-ssize_t write2(int fd, std::string_view a, std::string_view b) {
-  iovec iov[2];
-  int n = 0;
-  if (!a.empty()) iov[n++] = {const_cast<char*>(a.data()), a.size()};
-  if (!b.empty()) iov[n++] = {const_cast<char*>(b.data()), b.size()};
-  if (n == 0) return 0;
-  if (n == 1) return ::send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
-  msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = n;
-  return ::sendmsg(fd, &msg, MSG_NOSIGNAL);
 }
 
 // Splits a request target into path and query; absolute-form loses its scheme and authority
@@ -98,7 +86,7 @@ void split_target(std::string_view target, TargetForm form, std::string_view* au
 // ---- context ---------------------------------------------------------------------------------
 
 HttpContext::HttpContext(EventLoop& l, std::vector<upstream::Backend*> b, std::vector<lb::Picker*> p)
-    : loop(l), pool(l, buffers), backends(std::move(b)), pickers(std::move(p)) {
+    : loop(l), pool(l, buffers), backends(std::move(b)), pickers(std::move(p)), backend_tls(backends.size()) {
   for (auto* backend : backends) {
     std::vector<std::string> ids;
     for (auto& s : backend->servers()) {
@@ -115,7 +103,7 @@ HttpContext::HttpContext(EventLoop& l, std::vector<upstream::Backend*> b, std::v
 
 class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner, public OriginWaiter {
  public:
-  ClientConn(HttpListener& l, Fd fd, const SocketAddress& peer);
+  ClientConn(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, const SocketAddress& peer);
   ~ClientConn() override;
   void start();
   void on_io(uint32_t events) override;
@@ -123,6 +111,8 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   void on_origin(upstream::Server* origin, int status) override;
   void close(const char* why);
   void on_stop();
+  // An HTTP/2 stream's exchange (h2_session.cc): no socket, no connection counters of its own.
+  void set_stream() { stream_ = true; }
 
   ClientConn* prev_ = nullptr;
   ClientConn* next_ = nullptr;
@@ -138,7 +128,7 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   bool step_flush();
   bool step_linger();
   // 1 read, 0 nothing, -1 fatal. `hup`: the peer's FIN or an error was seen with the last edge.
-  int read_into(int fd, Buffer& buf, bool* readable, bool* eof, bool hup);
+  int read_into(Transport& t, Buffer& buf, bool* readable, bool* eof, bool hup);
   // Writes out_ and then `body` to the client; returns how many bytes of `body` went, or -1 when
   // the connection was closed.
   ssize_t write_client(std::string_view body, bool* progress);
@@ -180,7 +170,8 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
 
   HttpListener& l_;
   HttpContext& ctx_;
-  Fd fd_;
+  Fd fd_;                          // the client's socket; none for an HTTP/2 stream
+  std::unique_ptr<Transport> tr_;  // how bytes move to and from the client
   SocketAddress peer_;
   char peer_ip_[INET6_ADDRSTRLEN] = {};
   Buffer in_;
@@ -196,6 +187,9 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   bool writable_ = true;
   bool read_eof_ = false;
   bool closed_ = false;
+  bool stream_ = false;      // the client side is an HTTP/2 stream
+  bool fresh_ = true;        // no request yet: HTTP/2 may start here (ALPN h2, or the h2c preface)
+  bool handed_off_ = false;  // the connection went to an H2Session
   // A static file being sent (serve_static).
   Fd file_;
   uint64_t file_off_ = 0;
@@ -240,10 +234,11 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   TimePoint sent_at_{};
 };
 
-ClientConn::ClientConn(HttpListener& l, Fd fd, const SocketAddress& peer)
+ClientConn::ClientConn(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, const SocketAddress& peer)
     : l_(l),
       ctx_(l.ctx_),
       fd_(std::move(fd)),
+      tr_(std::move(tr)),
       peer_(peer),
       in_(l.ctx_.buffers),
       out_(l.ctx_.buffers),
@@ -263,9 +258,12 @@ ClientConn::~ClientConn() {
 }
 
 void ClientConn::start() {
+  if (stream_) return set_state(State::kIdle);
   set_nodelay(fd_.get());
   if (!ctx_.loop.add(fd_.get(), this)) return close("epoll");
   set_state(State::kIdle);
+  // A TLS handshake counts against header_timeout (it is done by the first read).
+  if (tr_->any_edge_retries_both()) timer_.arm(l_.header_timeout_);
 }
 
 void ClientConn::set_state(State s) {
@@ -311,6 +309,7 @@ void ClientConn::on_io(uint32_t events) {
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable_ = true;
   if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hup_ = true;
   if (events & EPOLLOUT) writable_ = true;
+  if (events && tr_->any_edge_retries_both()) readable_ = writable_ = true;
   drive();
 }
 
@@ -322,7 +321,15 @@ void ClientConn::on_upstream_io(uint32_t events) {
       upstream_failed("connect", err, true, false);
       return drive();
     }
-    if (!(events & EPOLLOUT)) return;
+    if (!(events & EPOLLOUT) && !up_->connected) return;
+    up_->connected = true;
+    // TLS to the backend: the handshake is part of connecting (connect_timeout bounds it).
+    int h = up_->io->handshake();
+    if (h == 0) return;
+    if (h < 0) {
+      upstream_failed("tls handshake", errno ? errno : EPROTO, true, false);
+      return drive();
+    }
     begin_exchange();
   }
   drive();
@@ -366,18 +373,19 @@ void ClientConn::drive() {
   }
 }
 
-int ClientConn::read_into(int fd, Buffer& buf, bool* readable, bool* eof, bool hup) {
+int ClientConn::read_into(Transport& t, Buffer& buf, bool* readable, bool* eof, bool hup) {
   if (!*readable || *eof) return 0;
   if (!buf.reserve(1)) return 0;
   char* at = buf.space();
   size_t room = buf.space_size();
-  ssize_t n = ::recv(fd, at, room, 0);
+  ssize_t n = t.read(at, room);
   if (n > 0) {
     buf.produced(static_cast<size_t>(n));
     // A short read took all the socket had (TCP copies while data is queued), and bytes that
     // come later raise a new edge: no recv is spent on seeing EAGAIN. Unless the peer's FIN came
-    // with the edge we woke for: no new edge would tell of it, so read on to the end.
-    if (static_cast<size_t>(n) < room && !hup) *readable = false;
+    // with the edge we woke for: no new edge would tell of it, so read on to the end. (TLS reads
+    // a record at a time: there, only EAGAIN says all is read.)
+    if (static_cast<size_t>(n) < room && !hup && t.short_read_drains()) *readable = false;
     return 1;
   }
   if (n == 0) {
@@ -393,7 +401,7 @@ int ClientConn::read_into(int fd, Buffer& buf, bool* readable, bool* eof, bool h
 
 ssize_t ClientConn::write_client(std::string_view body, bool* progress) {
   if (!writable_ || (out_.empty() && body.empty())) return 0;
-  ssize_t n = write2(fd_.get(), out_.view(), body);
+  ssize_t n = tr_->write2(out_.view(), body);
   if (n < 0) {
     if (errno == EAGAIN) writable_ = false;
     else if (errno != EINTR) return close("client write failed"), -1;
@@ -412,10 +420,30 @@ ssize_t ClientConn::write_client(std::string_view body, bool* progress) {
 
 bool ClientConn::step_head() {
   if (in_.empty()) {
-    int r = read_into(fd_.get(), in_, &readable_, &read_eof_, hup_);
+    int r = read_into(*tr_, in_, &readable_, &read_eof_, hup_);
     if (r < 0) return close("read error"), false;
     if (read_eof_ && in_.empty()) return close("client closed"), false;
     if (r == 0) return false;
+  }
+  if (fresh_ && !stream_) {
+    // HTTP/2: ALPN said so, or the client starts with the preface (RFC 9113 3.4; h2c with prior
+    // knowledge on a plain listener). The session takes the connection and what was read.
+    constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    std::string_view got = in_.view().substr(0, kPreface.size());
+    if (tr_->alpn() == "h2" || got == kPreface) {
+      ctx_.loop.remove(fd_.get());
+      handed_off_ = true;
+      start_h2_session(l_, std::move(fd_), std::move(tr_), peer_, in_.view());
+      in_.clear();
+      return close("http/2"), false;
+    }
+    if (kPreface.starts_with(got)) {  // a part of the preface: wait for the rest
+      if (read_eof_) return close("client closed mid-head"), false;
+      int r = read_into(*tr_, in_, &readable_, &read_eof_, hup_);
+      if (r < 0) close("read error");
+      return r > 0;
+    }
+    fresh_ = false;
   }
   if (state_ == State::kIdle) {
     set_state(State::kHead);  // the header timeout runs from the first byte of the request
@@ -441,12 +469,13 @@ bool ClientConn::step_head() {
     return true;
   }
   if (read_eof_) return close("client closed mid-head"), false;
-  int r = read_into(fd_.get(), in_, &readable_, &read_eof_, hup_);
+  int r = read_into(*tr_, in_, &readable_, &read_eof_, hup_);
   if (r < 0) close("read error");
   return r > 0;
 }
 
 void ClientConn::on_request(const RequestHead& head, size_t head_len) {
+  fresh_ = false;
   observe_request(l_.metrics_, x_, head);
   method_ = head.method;
   client_http10_ = head.version == Version::kHttp10;
@@ -594,11 +623,15 @@ void ClientConn::connect_upstream(upstream::Server* server) {
     return begin_exchange();
   }
   int err = 0;
-  up_ = ctx_.pool.open(server_, &err);
+  up_ = ctx_.pool.open(server_, ctx_.backend_tls[backend_].get(), &err);
   if (up_ == nullptr) return upstream_failed("connect", err, true, false);
   up_->owner = this;
-  if (up_->connected) return begin_exchange();
   set_state(State::kConnecting);
+  if (up_->connected) {
+    int h = up_->io->handshake();
+    if (h < 0) return upstream_failed("tls handshake", errno ? errno : EPROTO, true, false);
+    if (h > 0) begin_exchange();
+  }
 }
 
 void ClientConn::begin_exchange() {
@@ -772,7 +805,7 @@ bool ClientConn::send_request() {
   }
   std::string_view head = req_head_.view().substr(req_head_sent_);
   if (up_->writable && (!head.empty() || body > 0)) {
-    ssize_t n = write2(up_->fd.get(), head, in_.view().substr(0, body));
+    ssize_t n = up_->io->write2(head, in_.view().substr(0, body));
     if (n > 0) {
       progress = true;
       size_t w = static_cast<size_t>(n);
@@ -801,7 +834,7 @@ bool ClientConn::send_request() {
   // More body from the client, while the buffer has room (memory stays at one small block per
   // direction however large the body: the client is read only as fast as the backend takes it).
   if (!req_done_ && in_.size() == request_body_ready() && !in_.full()) {
-    int r = read_into(fd_.get(), in_, &readable_, &read_eof_, hup_);
+    int r = read_into(*tr_, in_, &readable_, &read_eof_, hup_);
     if (r < 0) return close("client read error"), true;
     if (read_eof_) return close("client closed mid-body"), true;
     if (r > 0) progress = true;
@@ -811,7 +844,7 @@ bool ClientConn::send_request() {
 
 bool ClientConn::read_response_head() {
   bool progress = false;
-  int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_, up_->hup);
+  int r = read_into(*up_->io, up_->in, &up_->readable, &up_eof_, up_->hup);
   if (r < 0) {
     upstream_failed("recv", errno, false, false);
     return true;
@@ -929,7 +962,7 @@ bool ClientConn::forward_response_body() {
       if (resp_body_ != BodyKind::kUntilClose) return close("backend closed mid-body"), true;
       return progress;
     }
-    int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_, up_->hup);
+    int r = read_into(*up_->io, up_->in, &up_->readable, &up_eof_, up_->hup);
     if (r < 0) return close("backend read error"), true;
     if (r > 0) progress = true;
   }
@@ -1000,7 +1033,7 @@ bool ClientConn::step_tunnel() {
   bool progress = false;
   // client -> upstream
   if (!in_.empty() && up_->writable) {
-    ssize_t n = ::send(up_->fd.get(), in_.data(), in_.size(), MSG_NOSIGNAL);
+    ssize_t n = up_->io->write2(in_.view(), {});
     if (n > 0) {
       in_.consume(static_cast<size_t>(n));
       progress = true;
@@ -1011,20 +1044,20 @@ bool ClientConn::step_tunnel() {
     }
   }
   if (in_.empty() && !read_eof_) {
-    int r = read_into(fd_.get(), in_, &readable_, &read_eof_, hup_);
+    int r = read_into(*tr_, in_, &readable_, &read_eof_, hup_);
     if (r < 0) return close("tunnel client read"), false;
     if (r > 0) progress = true;
-    if (read_eof_ && in_.empty()) ::shutdown(up_->fd.get(), SHUT_WR);
+    if (read_eof_ && in_.empty()) up_->io->shutdown_write();
   }
   // upstream -> client (out_ first: the 101 head)
   ssize_t w = write_client(up_->in.view(), &progress);
   if (w < 0) return false;
   up_->in.consume(static_cast<size_t>(w));
   if (up_->in.empty() && !up_eof_) {
-    int r = read_into(up_->fd.get(), up_->in, &up_->readable, &up_eof_, up_->hup);
+    int r = read_into(*up_->io, up_->in, &up_->readable, &up_eof_, up_->hup);
     if (r < 0) return close("tunnel upstream read"), false;
     if (r > 0) progress = true;
-    if (up_eof_ && up_->in.empty() && out_.empty()) ::shutdown(fd_.get(), SHUT_WR);
+    if (up_eof_ && up_->in.empty() && out_.empty()) tr_->shutdown_write();
   }
   if (progress) timer_.arm(l_.idle_timeout_);
   if (read_eof_ && up_eof_ && in_.empty() && up_->in.empty() && out_.empty()) return close("tunnel done"), false;
@@ -1064,7 +1097,7 @@ void ClientConn::serve_static(const staticfiles::StaticSite& site, const Request
 bool ClientConn::send_file(bool* progress) {
   if (!out_.empty()) {
     if (!writable_) return false;
-    ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL | MSG_MORE);
+    ssize_t n = tr_->write2(out_.view(), {}, true);
     if (n < 0) {
       if (errno == EAGAIN) writable_ = false;
       else if (errno != EINTR) return close("client write failed"), false;
@@ -1076,8 +1109,7 @@ bool ClientConn::send_file(bool* progress) {
     if (!out_.empty()) return false;
   }
   while (file_left_ > 0 && writable_) {
-    off_t off = static_cast<off_t>(file_off_);
-    ssize_t n = ::sendfile(fd_.get(), file_.get(), &off, static_cast<size_t>(std::min<uint64_t>(file_left_, 1 << 20)));
+    ssize_t n = tr_->send_file(file_.get(), file_off_, static_cast<size_t>(std::min<uint64_t>(file_left_, 1 << 20)));
     if (n > 0) {
       *progress = true;
       file_off_ += static_cast<uint64_t>(n);
@@ -1116,7 +1148,7 @@ bool ClientConn::step_flush() {
   }
   if (state_ == State::kClosing) {
     // Half-close: the client reads the whole response, then sees the end.
-    ::shutdown(fd_.get(), SHUT_WR);
+    tr_->shutdown_write();
     if (read_eof_) return close("done"), false;
     set_state(State::kLinger);
     return true;
@@ -1145,7 +1177,7 @@ void ClientConn::on_cache_wake() {
 
 bool ClientConn::step_linger() {
   in_.clear();
-  int r = read_into(fd_.get(), in_, &readable_, &read_eof_, hup_);
+  int r = read_into(*tr_, in_, &readable_, &read_eof_, hup_);
   in_.clear();
   if (r < 0 || read_eof_) return close("done"), false;
   return r > 0;
@@ -1166,8 +1198,9 @@ void ClientConn::close(const char* why) {
   release_upstream(false);
   if (l_.metrics_) {
     l_.metrics_->end_http(x_, peer_, Clock::now());  // a request cut short: logged as 499
-    l_.metrics_->on_close();
+    if (!stream_ && !handed_off_) l_.metrics_->on_close();  // the session counts its own
   }
+  tr_.reset();  // before the socket it writes to
   fd_.reset();
   in_.release();
   out_.release();
@@ -1176,8 +1209,19 @@ void ClientConn::close(const char* why) {
   else l_.first_ = next_;
   if (next_) next_->prev_ = prev_;
   prev_ = next_ = nullptr;
-  l_.connections_.fetch_sub(1, std::memory_order_relaxed);
+  if (!handed_off_) l_.connections_.fetch_sub(1, std::memory_order_relaxed);
   ctx_.loop.defer_delete(this);
+}
+
+IoHandler* start_stream_exchange(HttpListener& l, std::unique_ptr<Transport> tr, const SocketAddress& peer) {
+  auto* conn = new ClientConn(l, Fd(), std::move(tr), peer);
+  conn->set_stream();
+  conn->next_ = l.first_;
+  if (l.first_) l.first_->prev_ = conn;
+  l.first_ = conn;
+  l.connections_.fetch_add(1, std::memory_order_relaxed);
+  conn->start();
+  return conn;
 }
 
 // ---- listener --------------------------------------------------------------------------------
@@ -1207,6 +1251,7 @@ HttpListener::HttpListener(HttpContext& ctx, const config::Config& cfg, const co
 
 HttpListener::~HttpListener() {
   if (fd_) ctx_.loop.remove(fd_.get());
+  while (h2_first_) h2_first_->close("listener closed");
   while (first_) first_->close("listener closed");
 }
 
@@ -1220,7 +1265,18 @@ void HttpListener::on_io(uint32_t) {
         FULCRUM_LOG_LIMITED(kError, "listener %s: accept: %s", spec_.name.c_str(), strerror(errno));
       return;
     }
-    auto* conn = new ClientConn(*this, Fd(c), SocketAddress(reinterpret_cast<sockaddr*>(&ss), len));
+    std::unique_ptr<Transport> tr;
+    if (tls_) {
+      SSL* ssl = tls_->new_ssl(c);
+      if (!ssl) {
+        ::close(c);
+        continue;
+      }
+      tr = std::make_unique<tls::TlsTransport>(ssl, true);
+    } else {
+      tr = std::make_unique<SocketTransport>(c);
+    }
+    auto* conn = new ClientConn(*this, Fd(c), std::move(tr), SocketAddress(reinterpret_cast<sockaddr*>(&ss), len));
     conn->next_ = first_;
     if (first_) first_->prev_ = conn;
     first_ = conn;
@@ -1240,6 +1296,11 @@ void HttpListener::stop_accepting() {
     ClientConn* next = c->next_;
     c->on_stop();
     c = next;
+  }
+  for (H2Session* s = h2_first_; s;) {  // GOAWAY; each closes once its streams are done
+    H2Session* next = s->next_;
+    s->on_stop();
+    s = next;
   }
 }
 

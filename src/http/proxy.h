@@ -15,18 +15,24 @@
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "core/fd.h"
+#include "core/transport.h"
 #include "http/h1_parser.h"
 #include "http/router.h"
 #include "http/upstream_pool.h"
 #include "lb/balancer.h"
 #include "metrics/metrics.h"
 
+namespace fulcrum::tls {
+class ServerContext;
+class ClientContext;
+}
 namespace fulcrum::staticfiles {
 class StaticSite;
 }
 namespace fulcrum::cache {
 class Store;
 }
+
 
 namespace fulcrum::http {
 
@@ -42,6 +48,8 @@ struct HttpContext {
   UpstreamPool pool;
   std::vector<upstream::Backend*> backends;  // config order
   std::vector<lb::Picker*> pickers;          // config order
+  // Per backend (config order): TLS to its servers, or null. Set by the runtime after construction.
+  std::vector<std::shared_ptr<const tls::ClientContext>> backend_tls;
   // Sticky-cookie ids per backend and server: a hash of the names, so every fulcrum host gives
   // the same id for the same server, and the id says nothing about its address.
   std::vector<std::vector<std::string>> sticky_ids;
@@ -51,6 +59,7 @@ struct HttpContext {
 
 class ClientConn;
 class ForwardProxy;
+class H2Session;
 
 class HttpListener final : public IoHandler {
  public:
@@ -67,9 +76,14 @@ class HttpListener final : public IoHandler {
   // The cache store of each route (null: none), shared by every worker's copy of this listener.
   // Set before the first accept.
   void set_caches(std::vector<std::shared_ptr<cache::Store>> by_route) { caches_ = std::move(by_route); }
+  // `protocol: https`: the certificates (shared by the generation's workers). Before the first accept.
+  void set_tls(std::shared_ptr<const tls::ServerContext> tls) { tls_ = std::move(tls); }
 
  private:
   friend class ClientConn;
+  friend class H2Session;
+  friend IoHandler* start_stream_exchange(HttpListener&, std::unique_ptr<Transport>, const SocketAddress&);
+  friend void start_h2_session(HttpListener&, Fd, std::unique_ptr<Transport>, const SocketAddress&, std::string_view);
   HttpContext& ctx_;
   const config::Config& cfg_;
   const config::Listener& spec_;
@@ -85,7 +99,14 @@ class HttpListener final : public IoHandler {
   std::atomic<size_t> connections_{0};
   metrics::ListenerMetrics* metrics_ = nullptr;
   std::unique_ptr<ForwardProxy> forward_;  // protocol: forward_proxy (forward_proxy.h); else null
+  std::shared_ptr<const tls::ServerContext> tls_;
   ClientConn* first_ = nullptr;
+  H2Session* h2_first_ = nullptr;
 };
+
+// An exchange for one HTTP/2 stream (h2_session.cc): the same state machine as an HTTP/1.1
+// connection, reading and writing `tr`. Returned to be told of the stream's events; it frees
+// itself (and with it `tr`) when done.
+IoHandler* start_stream_exchange(HttpListener& l, std::unique_ptr<Transport> tr, const SocketAddress& peer);
 
 }  // namespace fulcrum::http

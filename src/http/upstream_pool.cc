@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "core/socket.h"
+#include "tls/tls.h"
 
 namespace fulcrum::http {
 
@@ -22,6 +23,7 @@ void UpstreamConn::on_io(uint32_t events) {
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable = true;
   if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hup = true;
   if (events & EPOLLOUT) writable = true;
+  if (events && io && io->any_edge_retries_both()) readable = writable = true;
   if (owner) return owner->on_upstream_io(events);
   // Idle in the pool: the server closed it, or sent bytes nobody asked for; either way it is no
   // longer safe to reuse. But a readable edge may also be one for the last bytes of the response
@@ -31,13 +33,9 @@ void UpstreamConn::on_io(uint32_t events) {
 }
 
 bool UpstreamPool::unsafe_to_reuse(UpstreamConn* c) {
-  char byte;
-  ssize_t n = ::recv(c->fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-    c->readable = false;
-    return false;
-  }
-  return true;  // bytes (n > 0), the server's FIN (n == 0), or an error
+  if (c->io->peek_unsafe()) return true;  // bytes, the server's FIN, or an error
+  c->readable = false;
+  return false;
 }
 
 UpstreamPool::~UpstreamPool() {
@@ -58,7 +56,7 @@ UpstreamConn* UpstreamPool::take(upstream::Server* server) {
   return c;
 }
 
-UpstreamConn* UpstreamPool::open(upstream::Server* server, int* err) {
+UpstreamConn* UpstreamPool::open(upstream::Server* server, const tls::ClientContext* tls, int* err) {
   bool in_progress = false;
   auto fd = connect_socket(server->address(), &in_progress);
   if (!fd) {
@@ -68,6 +66,17 @@ UpstreamConn* UpstreamPool::open(upstream::Server* server, int* err) {
   set_nodelay(fd->get());
   auto* c = new UpstreamConn(*this, server, std::move(*fd));
   c->connected = !in_progress;
+  if (tls) {
+    SSL* ssl = tls->new_ssl(c->fd.get());
+    if (!ssl) {
+      *err = ENOMEM;
+      delete c;
+      return nullptr;
+    }
+    c->io = std::make_unique<tls::TlsTransport>(ssl, false);
+  } else {
+    c->io = std::make_unique<SocketTransport>(c->fd.get());
+  }
   if (auto r = loop_.add(c->fd.get(), c); !r) {
     *err = r.error().code;
     delete c;
@@ -116,6 +125,7 @@ void UpstreamPool::close(UpstreamConn* c) {
   c->idle_timer_.cancel();
   if (c->fd) {
     loop_.remove(c->fd.get());
+    c->io.reset();  // before the socket it writes to
     c->fd.reset();
   }
   loop_.defer_delete(c);

@@ -9,7 +9,12 @@
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "core/fd.h"
+#include "core/transport.h"
 #include "upstream/server.h"
+
+namespace fulcrum::tls {
+class ClientContext;
+}
 
 namespace fulcrum::http {
 
@@ -31,6 +36,7 @@ class UpstreamConn final : public IoHandler, public Deferred {
   void on_io(uint32_t events) override;
 
   Fd fd;
+  std::unique_ptr<Transport> io;  // plain, or TLS for a backend with `tls:`
   upstream::Server* server;
   Buffer in;
   UpstreamOwner* owner = nullptr;
@@ -58,8 +64,9 @@ class UpstreamPool {
   BufferPool& buffers() { return buffers_; }
   // An idle connection to `server`, or nullptr.
   UpstreamConn* take(upstream::Server* server);
-  // A new connection (connect in progress); nullptr with errno set on failure.
-  UpstreamConn* open(upstream::Server* server, int* err);
+  // A new connection (connect in progress; with `tls`, its handshake still to do); nullptr with
+  // *err set on failure.
+  UpstreamConn* open(upstream::Server* server, const tls::ClientContext* tls, int* err);
   // Back to the pool after a complete exchange; closed instead if the pool for that server is
   // full, the server is down, or the server sent bytes or a close nobody has read yet.
   void put(UpstreamConn* conn);

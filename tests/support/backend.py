@@ -202,6 +202,11 @@ class Server:
         self.log_line("conn %d %d" % (conn_id, peer[1]))
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.args.tls_cert:  # HTTPS backend (TLS to backends): handshake in this thread
+                import ssl
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                ctx.load_cert_chain(self.args.tls_cert, self.args.tls_key)
+                conn = ctx.wrap_socket(conn, server_side=True)
             reader = Reader(conn)
             reader.conn_id = conn_id
             if self.args.mode == "name":
@@ -468,6 +473,8 @@ def main():
     p.add_argument("--request-log", default="", help="append connections and requests to this file")
     p.add_argument("--proxy-protocol", action="store_true",
                    help="accept a PROXY protocol v1/v2 header at the start of each connection")
+    p.add_argument("--tls-cert", help="serve TLS with this certificate (PEM) and --tls-key")
+    p.add_argument("--tls-key")
     args = p.parse_args()
     try:
         Server(args).serve()

@@ -1,0 +1,181 @@
+"""HTTP/2 front end (issue #6): h2 over TLS (ALPN) and h2c with prior knowledge go through the same
+routing, balancing and static-file path as HTTP/1.1; request bodies with and without a length;
+flow control under load (h2load, 100,000 requests); SETTINGS_MAX_CONCURRENT_STREAMS; GOAWAY on a
+graceful stop with the stream under way finished."""
+import hashlib
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+
+from harness import free_port, wait_until
+from test_https import app_backend, make_cert
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def config(tls_port, plain_port, certs, routes, backends=(), workers=2):
+    listeners = [{"name": "h2", "bind": "127.0.0.1:%d" % tls_port, "protocol": "https",
+                  "tls": [{"cert": c, "key": k} for c, k in certs], "routes": routes},
+                 {"name": "h2c", "bind": "127.0.0.1:%d" % plain_port, "protocol": "http", "routes": routes}]
+    return {"workers": workers, "shutdown_grace": "5s", "listeners": listeners, "backends": list(backends)}
+
+
+def curl(url, *args, stdin=None):
+    r = subprocess.run(["curl", "-sk", "--max-time", "20", "-w", "\n%{http_code} %{http_version}", *args, url],
+                       capture_output=True, input=stdin)
+    body, _, tail = r.stdout.rpartition(b"\n")
+    status, version = tail.decode().split()
+    return int(status), version, body
+
+
+def start_all(fulcrum, backend, tmp_path, workers=2):
+    cert = make_cert(str(tmp_path), "site", ["a.test"])
+    root = tmp_path / "static"
+    root.mkdir()
+    (root / "index.html").write_text("hello\n")
+    data = os.urandom(500000)
+    (root / "big.bin").write_bytes(data)
+    b = backend("http", "app1")
+    tls_port, plain_port = free_port(), free_port()
+    routes = [{"match": {"path_prefix": "/static/"}, "static": {"root": str(tmp_path)}}, {"backend": "app"}]
+    f = fulcrum(config(tls_port, plain_port, [cert], routes, [app_backend(b)], workers=workers))
+    return f, b, tls_port, plain_port, data
+
+
+def test_h2_over_tls_and_h2c_share_the_http_path(fulcrum, backend, tmp_path):
+    f, b, tls_port, plain_port, data = start_all(fulcrum, backend, tmp_path)
+    for base, flag in (("https://127.0.0.1:%d" % tls_port, "--http2"),
+                       ("http://127.0.0.1:%d" % plain_port, "--http2-prior-knowledge")):
+        status, version, body = curl(base + "/", flag)
+        assert (status, version, body) == (200, "2", b"app1\n"), base
+        status, version, body = curl(base + "/headers", flag, "-H", "Cookie: a=1", "-H", "Cookie: b=2")
+        doc = json.loads(body)
+        heads = {k.lower(): v for k, v in doc["headers"]}
+        assert heads["x-forwarded-proto"] == ("https" if base.startswith("https") else "http")
+        assert heads["host"] == "127.0.0.1:%d" % (tls_port if base.startswith("https") else plain_port)
+        assert "a=1" in heads["cookie"] and "b=2" in heads["cookie"]
+        status, version, body = curl(base + "/static/big.bin", flag)
+        assert status == 200 and version == "2" and body == data
+        status, version, body = curl(base + "/static/big.bin", flag, "-r", "100-199")
+        assert status == 206 and body == data[100:200]
+        status, version, body = curl(base + "/static/nope", flag)
+        assert status == 404 and version == "2"
+        status, version, body = curl(base + "/status?code=503", flag)
+        assert status == 503
+        # A body with a length, and one without (sent as chunked to the backend).
+        upload = os.urandom(300000)
+        status, version, body = curl(base + "/sha256", flag, "--data-binary", "@-", stdin=upload)
+        assert json.loads(body)["sha256"] == hashlib.sha256(upload).hexdigest()
+        status, version, body = curl(base + "/sha256", flag, "-T", "-", stdin=upload)
+        assert status == 200 and json.loads(body)["sha256"] == hashlib.sha256(upload).hexdigest()
+        status, version, body = curl(base + "/big?bytes=1000000&chunked=1", flag)
+        assert status == 200 and len(body) == 1000000
+        status, version, body = curl(base + "/until-close?bytes=70000", flag)
+        assert status == 200 and len(body) == 70000
+    # HTTP/1.1 still works on both.
+    status, version, body = curl("https://127.0.0.1:%d/" % tls_port, "--http1.1")
+    assert (status, version) == (200, "1.1")
+    status, version, body = curl("http://127.0.0.1:%d/" % plain_port)
+    assert (status, version) == (200, "1.1")
+
+
+def h2load(url, *args):
+    r = subprocess.run(["h2load", *args, url], capture_output=True, text=True, timeout=300)
+    return r.stdout
+
+
+def test_h2load_100k_requests_no_errors(fulcrum, backend, tmp_path):
+    f, b, tls_port, plain_port, data = start_all(fulcrum, backend, tmp_path)
+    out = h2load("https://127.0.0.1:%d/static/index.html" % tls_port, "-n100000", "-c10", "-m10")
+    assert "100000 succeeded, 0 failed, 0 errored, 0 timeout" in out, out
+    assert "100000 2xx" in out, out
+    out = h2load("http://127.0.0.1:%d/static/big.bin" % plain_port, "-n200", "-c4", "-m10")
+    assert "200 succeeded, 0 failed, 0 errored" in out, out
+    # Through a backend (the Python test backend is slow: fewer requests).
+    out = h2load("https://127.0.0.1:%d/" % tls_port, "-n2000", "-c4", "-m20")
+    assert "2000 succeeded, 0 failed, 0 errored" in out, out
+
+
+# ---- a tiny HTTP/2 client for what the tools do not show ---------------------------------------
+
+def frame(ftype, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", stream) + payload
+
+
+def literal(name, value):
+    """HPACK literal header field without indexing, new name, no Huffman (RFC 7541 6.2.2)."""
+    n, v = name.encode(), value.encode()
+    assert len(n) < 127 and len(v) < 127
+    return b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+
+
+def read_frame(sock):
+    head = b""
+    while len(head) < 9:
+        chunk = sock.recv(9 - len(head))
+        if not chunk:
+            return None
+        head += chunk
+    length = int.from_bytes(head[:3], "big")
+    payload = b""
+    while len(payload) < length:
+        chunk = sock.recv(length - len(payload))
+        if not chunk:
+            return None
+        payload += chunk
+    return head[3], head[4], int.from_bytes(head[5:9], "big") & 0x7FFFFFFF, payload
+
+
+def test_settings_and_goaway_on_graceful_stop(fulcrum, backend, tmp_path):
+    f, b, tls_port, plain_port, data = start_all(fulcrum, backend, tmp_path, workers=1)
+    s = socket.create_connection(("127.0.0.1", plain_port), timeout=10)
+    s.sendall(PREFACE + frame(4, 0, 0))
+    ftype, flags, stream, payload = read_frame(s)
+    assert ftype == 4
+    settings = {struct.unpack(">H", payload[i:i + 2])[0]: struct.unpack(">I", payload[i + 2:i + 6])[0]
+                for i in range(0, len(payload), 6)}
+    assert settings[3] == 128  # SETTINGS_MAX_CONCURRENT_STREAMS
+    block = (literal(":method", "GET") + literal(":scheme", "http") + literal(":path", "/delay?ms=800") +
+             literal(":authority", "a.test"))
+    s.sendall(frame(4, 1, 0) + frame(1, 0x5, 1, block))  # SETTINGS ack; HEADERS END_STREAM|END_HEADERS
+    time.sleep(0.2)  # the request is at the backend
+    f.signal(signal.SIGTERM)
+    seen = []
+    while True:
+        fr = read_frame(s)
+        if fr is None:
+            break
+        seen.append(fr)
+    types = [t for t, _, _, _ in seen]
+    assert 7 in types, types  # GOAWAY
+    goaway = next(p for t, _, _, p in seen if t == 7)
+    last_stream, code = struct.unpack(">II", goaway[:8])
+    assert (last_stream & 0x7FFFFFFF, code) == (1, 0)
+    # The stream under way was finished: HEADERS then DATA with END_STREAM on stream 1.
+    data_frames = [(fl, p) for t, fl, st, p in seen if t == 0 and st == 1]
+    assert data_frames and data_frames[-1][0] & 1 and b"".join(p for _, p in data_frames) == b"app1\n"
+    assert types.index(7) < types.index(0)
+    s.close()
+    wait_until(lambda: not f.alive(), 10, what="fulcrum exits")
+
+
+def test_bad_preface_and_garbage_close_cleanly(fulcrum, backend, tmp_path):
+    f, b, tls_port, plain_port, data = start_all(fulcrum, backend, tmp_path)
+    s = socket.create_connection(("127.0.0.1", plain_port), timeout=5)
+    s.sendall(PREFACE + b"\x00\x00\x04\x09garbage-garbage")
+    got = b""
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+    except ConnectionResetError:
+        pass
+    s.close()
+    status, version, body = curl("http://127.0.0.1:%d/" % plain_port, "--http2-prior-knowledge")
+    assert (status, body) == (200, b"app1\n")
