@@ -38,8 +38,7 @@ void copy_lower(std::string_view from, ForwardTarget* t) {
 }  // namespace
 
 ForwardProxy::ForwardProxy(EventLoop& loop, UpstreamPool& pool, const config::Listener& spec)
-    : loop_(loop),
-      pool_(pool),
+    : pool_(pool),
       spec_(spec),
       acl_(spec.acl ? HostAcl(*spec.acl) : HostAcl()),
       backend_(std::make_unique<upstream::Backend>(origin_backend_spec(spec))),

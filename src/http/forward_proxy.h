@@ -103,7 +103,6 @@ class ForwardProxy {
   void sweep();
   void drop(std::unordered_map<std::string, Origin>::iterator it);
 
-  EventLoop& loop_;
   UpstreamPool& pool_;
   const config::Listener& spec_;
   HostAcl acl_;
