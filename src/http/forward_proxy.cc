@@ -32,7 +32,8 @@ void copy_lower(std::string_view from, ForwardTarget* t) {
     t->host_buf[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
   }
   // A name with its final dot is the same name (and the same cache entry) without it.
-  if (t->kind == Authority::Kind::kName && t->host_len > 0 && t->host_buf[t->host_len - 1] == '.') --t->host_len;
+  if (t->kind == Authority::Kind::kName && t->host_len > 0 && t->host_buf[t->host_len - 1] == '.')
+    --t->host_len;
 }
 
 }  // namespace
@@ -42,10 +43,8 @@ ForwardProxy::ForwardProxy(EventLoop& loop, UpstreamPool& pool, const config::Li
       spec_(spec),
       acl_(spec.acl ? HostAcl(*spec.acl) : HostAcl()),
       backend_(std::make_unique<upstream::Backend>(origin_backend_spec(spec))),
-      resolver_(loop,
-                [this](const std::string& host, const std::vector<SocketAddress>& addrs, int error) {
-                  on_resolved(host, addrs, error);
-                }),
+      resolver_(loop, [this](const std::string& host, const std::vector<SocketAddress>& addrs,
+                             int error) { on_resolved(host, addrs, error); }),
       sweep_timer_(loop, [this] { sweep(); }) {
   sweep_timer_.arm(kSweepEvery);
 }
@@ -57,25 +56,7 @@ ForwardProxy::~ForwardProxy() {
 
 int ForwardProxy::admit(const RequestHead& head, std::string_view client_ip, metrics::Exchange& x,
                         ForwardTarget* t) {
-  const char* why = nullptr;
-  int status = 0;
-  metrics::Refusal reason = metrics::Refusal::kParseError;
-  Authority a;
-  t->tunnel = head.method == Method::kConnect;
-  std::string_view authority = head.target;  // CONNECT: authority-form (the parser checked)
-  if (!t->tunnel) {
-    TargetError e = head.target_form == TargetForm::kAbsolute ? absolute_authority(head.target, &authority)
-                                                              : TargetError::kNotAbsolute;
-    if (e == TargetError::kNotAbsolute) why = "not an absolute URI", status = 400;
-    else if (e == TargetError::kScheme) why = "scheme other than http", status = 501,
-                                        reason = metrics::Refusal::kNotImplemented;
-    else if (e == TargetError::kBadAuthority) why = "no host in the URI", status = 400;
-  }
-  if (!why && !parse_authority(authority, t->tunnel ? 0 : 80, &a)) why = "bad host or port", status = 400;
-  if (!why && acl_.denied(a.host)) why = "host denied by acl", status = 403, reason = metrics::Refusal::kAclDenied;
-  if (!why && t->tunnel && !acl_.port_allowed(a.port))
-    why = "port not in allow_ports", status = 403, reason = metrics::Refusal::kPortDenied;
-  if (why) {
+  auto refuse = [&](int status, metrics::Refusal reason, const char* why) {
     x.refusal = reason;
     std::string_view shown = head.target.substr(0, 200);
     FULCRUM_LOG_LIMITED(kInfo, "listener %s: %.*s: refused %.*s %.*s: %s (%d)", spec_.name.c_str(),
@@ -83,7 +64,30 @@ int ForwardProxy::admit(const RequestHead& head, std::string_view client_ip, met
                         static_cast<int>(head.method_text.size()), head.method_text.data(),
                         static_cast<int>(shown.size()), shown.data(), why, status);
     return status;
+  };
+  using metrics::Refusal;
+  t->tunnel = head.method == Method::kConnect;
+  std::string_view authority = head.target;  // CONNECT: authority-form (the parser checked)
+  if (!t->tunnel) {
+    TargetError e = head.target_form == TargetForm::kAbsolute ? absolute_authority(head.target, &authority)
+                                                              : TargetError::kNotAbsolute;
+    switch (e) {
+      case TargetError::kNone:
+        break;
+      case TargetError::kNotAbsolute:
+        return refuse(400, Refusal::kParseError, "not an absolute URI");
+      case TargetError::kScheme:
+        return refuse(501, Refusal::kNotImplemented, "scheme other than http");
+      case TargetError::kBadAuthority:
+        return refuse(400, Refusal::kParseError, "no host in the URI");
+    }
   }
+  Authority a;
+  if (!parse_authority(authority, t->tunnel ? 0 : 80, &a))
+    return refuse(400, Refusal::kParseError, "bad host or port");
+  if (acl_.denied(a.host)) return refuse(403, Refusal::kAclDenied, "host denied by acl");
+  if (t->tunnel && !acl_.port_allowed(a.port))
+    return refuse(403, Refusal::kPortDenied, "port not in allow_ports");
   t->kind = a.kind;
   t->port = a.port;
   copy_lower(a.host, t);
@@ -129,8 +133,7 @@ upstream::Server* ForwardProxy::origin(const ForwardTarget& t, OriginWaiter* w, 
 }
 
 void ForwardProxy::cancel(OriginWaiter* w) {
-  for (auto& [host, list] : waiting_)
-    std::erase_if(list, [w](const Waiting& x) { return x.waiter == w; });
+  for (auto& [host, list] : waiting_) std::erase_if(list, [w](const Waiting& x) { return x.waiter == w; });
 }
 
 void ForwardProxy::on_resolved(const std::string& host, const std::vector<SocketAddress>& addrs, int error) {

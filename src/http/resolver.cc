@@ -49,7 +49,8 @@ void Resolver::run() {
       if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6)
         addrs.emplace_back(ai->ai_addr, static_cast<socklen_t>(ai->ai_addrlen));
     if (res) ::freeaddrinfo(res);
-    std::stable_partition(addrs.begin(), addrs.end(), [](const SocketAddress& a) { return a.family() == AF_INET; });
+    std::stable_partition(addrs.begin(), addrs.end(),
+                          [](const SocketAddress& a) { return a.family() == AF_INET; });
     if (rc == 0 && addrs.empty()) rc = EAI_NONAME;
     std::weak_ptr<int> alive = alive_;
     loop_.post([this, alive, host = std::move(host), addrs = std::move(addrs), rc] {

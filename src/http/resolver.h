@@ -21,7 +21,8 @@ namespace fulcrum::http {
 class Resolver {
  public:
   // `addrs` is empty when the lookup failed; `error` is then getaddrinfo's code (gai_strerror).
-  using Done = std::function<void(const std::string& host, const std::vector<SocketAddress>& addrs, int error)>;
+  using Done =
+      std::function<void(const std::string& host, const std::vector<SocketAddress>& addrs, int error)>;
   Resolver(EventLoop& loop, Done done);
   // Joins the thread: a lookup in progress finishes first; answers still queued on the loop are
   // dropped (they check a token that dies here).

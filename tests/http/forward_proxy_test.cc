@@ -127,10 +127,11 @@ TEST_F(ForwardProxyTest, NamesResolveOnTheResolverThreadAndAreCached) {
   Waiter w2;
   EXPECT_EQ(proxy_->origin(t, &w2, &status), w.origin);
   ForwardTarget lit;
-  ASSERT_EQ(admit(w.origin->address().family() == AF_INET ? "GET http://127.0.0.1:8080/ HTTP/1.1\r\nHost: x\r\n\r\n"
-                                                           : "GET http://[::1]:8080/ HTTP/1.1\r\nHost: x\r\n\r\n",
-                  &lit),
-            0);
+  ASSERT_EQ(
+      admit(w.origin->address().family() == AF_INET ? "GET http://127.0.0.1:8080/ HTTP/1.1\r\nHost: x\r\n\r\n"
+                                                    : "GET http://[::1]:8080/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            &lit),
+      0);
   EXPECT_EQ(proxy_->origin(lit, &w2, &status), w.origin);
   EXPECT_EQ(w2.calls, 0);
 }
