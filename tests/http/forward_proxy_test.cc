@@ -165,5 +165,17 @@ TEST_F(ForwardProxyTest, CancelledWaitersAreNotTold) {
   EXPECT_EQ(gone.calls, 0);
 }
 
+TEST_F(ForwardProxyTest, GoesAtOnceWhileALookupIsUnderWay) {
+  ForwardTarget t;
+  Waiter w;
+  int status = -1;
+  ASSERT_EQ(admit("GET http://localhost:9/ HTTP/1.1\r\nHost: x\r\n\r\n", &t), 0);
+  EXPECT_EQ(proxy_->origin(t, &w, &status), nullptr);
+  proxy_.reset();  // a reload or stop: never waits for the resolver thread
+  // Its answer, if it comes, finds nobody and is dropped.
+  for (int i = 0; i < 10; ++i) loop_.run_once(Millis(20));
+  EXPECT_EQ(w.calls, 0);
+}
+
 }  // namespace
 }  // namespace fulcrum::http
