@@ -150,6 +150,35 @@ def test_keep_alive_to_client_and_pooled_upstream(fulcrum, web):
     assert len(log_lines(b, "conn")) == 1, log_lines(b, "conn")
 
 
+def test_pipelined_requests_to_two_origins_keep_their_order(fulcrum, web):
+    a, b = web("a"), web("b")
+    f, port = forward_proxy(fulcrum, workers=1)
+    s = connect(port)
+    try:
+        # The first needs a name lookup; the second (a literal) waits behind it all the same.
+        s.sendall(b"GET http://localhost:%d/ HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET http://127.0.0.1:%d/ HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"POST http://127.0.0.1:%d/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+                  % (a.port, b.port, a.port))
+        assert read_response(s)[1] == b"a\n"
+        assert read_response(s)[1] == b"b\n"
+        assert read_response(s)[1] == b"hello"
+    finally:
+        s.close()
+
+
+def test_http10_client(fulcrum, web):
+    b = web()
+    f, port = forward_proxy(fulcrum)
+    out = raw(port, b"GET http://127.0.0.1:%d/headers HTTP/1.0\r\n\r\n" % b.port)
+    assert out.startswith(b"HTTP/1.1 200"), out
+    got = json.loads(out.split(b"\r\n\r\n", 1)[1])
+    headers = {k.lower(): v for k, v in got["headers"]}
+    assert got["target"] == "/headers"
+    assert headers["host"] == "127.0.0.1:%d" % b.port
+    assert headers["via"] == "1.0 fulcrum"
+
+
 def test_origin_form_is_400(fulcrum):
     f, port = forward_proxy(fulcrum)
     out = raw(port, b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
