@@ -119,16 +119,31 @@ upstream::Server* ForwardProxy::origin(const ForwardTarget& t, OriginWaiter* w, 
   }
   auto it = dns_.find(t.host());
   if (it != dns_.end() && it->second.expires > Clock::now()) {
-    if (it->second.addr.empty()) {
+    if (it->second.count == 0) {
       FULCRUM_LOG_LIMITED(kInfo, "listener %s: cannot resolve %.*s: %s (cached)", spec_.name.c_str(),
                           static_cast<int>(t.host_len), t.host_buf.data(), gai_strerror(it->second.error));
       return *status = 502, nullptr;
     }
-    return origin_for(it->second.addr, t.port, status);
+    return origin_for(it->second.addrs[0], t.port, status);
   }
   auto [wit, fresh] = waiting_.try_emplace(std::string(t.host()));
   wit->second.push_back({w, t.port});
   if (fresh) resolver_.resolve(wit->first);
+  return nullptr;
+}
+
+upstream::Server* ForwardProxy::next_origin(const ForwardTarget& t, const upstream::Server& failed) {
+  if (t.kind != Authority::Kind::kName) return nullptr;
+  auto it = dns_.find(t.host());
+  if (it == dns_.end()) return nullptr;
+  const DnsEntry& e = it->second;
+  for (size_t i = 0; i + 1 < e.count; ++i) {
+    SocketAddress a = e.addrs[i];
+    a.set_port(t.port);
+    if (!(a == failed.address())) continue;
+    int status = 0;
+    return origin_for(e.addrs[i + 1], t.port, &status);
+  }
   return nullptr;
 }
 
@@ -143,7 +158,8 @@ void ForwardProxy::on_resolved(const std::string& host, const std::vector<Socket
     if (dns_.size() >= kMaxDnsEntries) dns_.erase(dns_.begin());  // all fresh: any one goes
   }
   DnsEntry& e = dns_[host];
-  e.addr = addrs.empty() ? SocketAddress() : addrs.front();
+  e.count = std::min(addrs.size(), kAddressesPerName);
+  std::copy_n(addrs.begin(), e.count, e.addrs.begin());
   e.error = error;
   e.expires = Clock::now() + (addrs.empty() ? kDnsNegativeTtl : kDnsTtl);
   if (addrs.empty())
@@ -154,7 +170,7 @@ void ForwardProxy::on_resolved(const std::string& host, const std::vector<Socket
   // Taken out first: a waiter told now may at once ask for another origin (its next request).
   std::vector<Waiting> list = std::move(it->second);
   waiting_.erase(it);
-  SocketAddress addr = e.addr;  // `e` may move as the table changes under the calls below
+  SocketAddress addr = e.count ? e.addrs[0] : SocketAddress();  // `e` may go as the table changes
   for (const Waiting& w : list) {
     int status = 502;
     upstream::Server* s = addr.empty() ? nullptr : origin_for(addr, w.port, &status);

@@ -30,7 +30,7 @@ class Resolver {
   Resolver& operator=(const Resolver&) = delete;
 
   // Queues a lookup of `host` (a name, not a literal). IPv4 answers come first: loopback test
-  // servers and most origins listen on IPv4, and the caller connects to the first answer only.
+  // servers and most origins listen on IPv4, and the caller tries the answers in order.
   void resolve(std::string host);
 
  private:
