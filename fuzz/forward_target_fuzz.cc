@@ -32,7 +32,8 @@ void check_authority(std::string_view text, uint16_t default_port, const HostAcl
   for (char c : a.host) CHECK(c != '@' && c != '/' && c != ' ' && c != '[' && c != ']');
   if (a.kind != Authority::Kind::kIpv6) CHECK(a.host.find(':') == std::string_view::npos);
   // Written back out, it parses to the same thing (with the port now explicit).
-  std::string again = a.kind == Authority::Kind::kIpv6 ? "[" + std::string(a.host) + "]" : std::string(a.host);
+  std::string again =
+      a.kind == Authority::Kind::kIpv6 ? "[" + std::string(a.host) + "]" : std::string(a.host);
   again += ":" + std::to_string(a.port);
   Authority b;
   CHECK(parse_authority(again, 0, &b));

@@ -172,7 +172,7 @@ std::string render_prometheus(const metrics::Snapshot& snap,
            "Requests or connections fulcrum refused or failed itself, by listener and reason "
            "(parse_error 400, forbidden 403, no_route 404, header_timeout 408, body_too_large 413, "
            "rate_limited 429, header_too_large 431, bad_gateway 502, no_server 503, backend_timeout 504, "
-           "connect_failed).");
+           "connect_failed, acl_denied 403 and port_denied 403 on a forward proxy).");
   for (auto& l : snap.listeners)
     for (size_t r = 0; r < metrics::kRefusals; ++r)
       if (l.refusals[r])

@@ -32,21 +32,19 @@ void copy_lower(std::string_view from, ForwardTarget* t) {
     t->host_buf[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
   }
   // A name with its final dot is the same name (and the same cache entry) without it.
-  if (t->kind == Authority::Kind::kName && t->host_len > 0 && t->host_buf[t->host_len - 1] == '.') --t->host_len;
+  if (t->kind == Authority::Kind::kName && t->host_len > 0 && t->host_buf[t->host_len - 1] == '.')
+    --t->host_len;
 }
 
 }  // namespace
 
 ForwardProxy::ForwardProxy(EventLoop& loop, UpstreamPool& pool, const config::Listener& spec)
-    : loop_(loop),
-      pool_(pool),
+    : pool_(pool),
       spec_(spec),
       acl_(spec.acl ? HostAcl(*spec.acl) : HostAcl()),
       backend_(std::make_unique<upstream::Backend>(origin_backend_spec(spec))),
-      resolver_(loop,
-                [this](const std::string& host, const std::vector<SocketAddress>& addrs, int error) {
-                  on_resolved(host, addrs, error);
-                }),
+      resolver_(loop, [this](const std::string& host, const std::vector<SocketAddress>& addrs,
+                             int error) { on_resolved(host, addrs, error); }),
       sweep_timer_(loop, [this] { sweep(); }) {
   sweep_timer_.arm(kSweepEvery);
 }
@@ -58,25 +56,7 @@ ForwardProxy::~ForwardProxy() {
 
 int ForwardProxy::admit(const RequestHead& head, std::string_view client_ip, metrics::Exchange& x,
                         ForwardTarget* t) {
-  const char* why = nullptr;
-  int status = 0;
-  metrics::Refusal reason = metrics::Refusal::kParseError;
-  Authority a;
-  t->tunnel = head.method == Method::kConnect;
-  std::string_view authority = head.target;  // CONNECT: authority-form (the parser checked)
-  if (!t->tunnel) {
-    TargetError e = head.target_form == TargetForm::kAbsolute ? absolute_authority(head.target, &authority)
-                                                              : TargetError::kNotAbsolute;
-    if (e == TargetError::kNotAbsolute) why = "not an absolute URI", status = 400;
-    else if (e == TargetError::kScheme) why = "scheme other than http", status = 501,
-                                        reason = metrics::Refusal::kNotImplemented;
-    else if (e == TargetError::kBadAuthority) why = "no host in the URI", status = 400;
-  }
-  if (!why && !parse_authority(authority, t->tunnel ? 0 : 80, &a)) why = "bad host or port", status = 400;
-  if (!why && acl_.denied(a.host)) why = "host denied by acl", status = 403, reason = metrics::Refusal::kAclDenied;
-  if (!why && t->tunnel && !acl_.port_allowed(a.port))
-    why = "port not in allow_ports", status = 403, reason = metrics::Refusal::kPortDenied;
-  if (why) {
+  auto refuse = [&](int status, metrics::Refusal reason, const char* why) {
     x.refusal = reason;
     std::string_view shown = head.target.substr(0, 200);
     FULCRUM_LOG_LIMITED(kInfo, "listener %s: %.*s: refused %.*s %.*s: %s (%d)", spec_.name.c_str(),
@@ -84,7 +64,30 @@ int ForwardProxy::admit(const RequestHead& head, std::string_view client_ip, met
                         static_cast<int>(head.method_text.size()), head.method_text.data(),
                         static_cast<int>(shown.size()), shown.data(), why, status);
     return status;
+  };
+  using metrics::Refusal;
+  t->tunnel = head.method == Method::kConnect;
+  std::string_view authority = head.target;  // CONNECT: authority-form (the parser checked)
+  if (!t->tunnel) {
+    TargetError e = head.target_form == TargetForm::kAbsolute ? absolute_authority(head.target, &authority)
+                                                              : TargetError::kNotAbsolute;
+    switch (e) {
+      case TargetError::kNone:
+        break;
+      case TargetError::kNotAbsolute:
+        return refuse(400, Refusal::kParseError, "not an absolute URI");
+      case TargetError::kScheme:
+        return refuse(501, Refusal::kNotImplemented, "scheme other than http");
+      case TargetError::kBadAuthority:
+        return refuse(400, Refusal::kParseError, "no host in the URI");
+    }
   }
+  Authority a;
+  if (!parse_authority(authority, t->tunnel ? 0 : 80, &a))
+    return refuse(400, Refusal::kParseError, "bad host or port");
+  if (acl_.denied(a.host)) return refuse(403, Refusal::kAclDenied, "host denied by acl");
+  if (t->tunnel && !acl_.port_allowed(a.port))
+    return refuse(403, Refusal::kPortDenied, "port not in allow_ports");
   t->kind = a.kind;
   t->port = a.port;
   copy_lower(a.host, t);
@@ -116,12 +119,12 @@ upstream::Server* ForwardProxy::origin(const ForwardTarget& t, OriginWaiter* w, 
   }
   auto it = dns_.find(t.host());
   if (it != dns_.end() && it->second.expires > Clock::now()) {
-    if (it->second.addr.empty()) {
+    if (it->second.count == 0) {
       FULCRUM_LOG_LIMITED(kInfo, "listener %s: cannot resolve %.*s: %s (cached)", spec_.name.c_str(),
                           static_cast<int>(t.host_len), t.host_buf.data(), gai_strerror(it->second.error));
       return *status = 502, nullptr;
     }
-    return origin_for(it->second.addr, t.port, status);
+    return origin_for(it->second.addrs[0], t.port, status);
   }
   auto [wit, fresh] = waiting_.try_emplace(std::string(t.host()));
   wit->second.push_back({w, t.port});
@@ -129,9 +132,23 @@ upstream::Server* ForwardProxy::origin(const ForwardTarget& t, OriginWaiter* w, 
   return nullptr;
 }
 
+upstream::Server* ForwardProxy::next_origin(const ForwardTarget& t, const upstream::Server& failed) {
+  if (t.kind != Authority::Kind::kName) return nullptr;
+  auto it = dns_.find(t.host());
+  if (it == dns_.end()) return nullptr;
+  const DnsEntry& e = it->second;
+  for (size_t i = 0; i + 1 < e.count; ++i) {
+    SocketAddress a = e.addrs[i];
+    a.set_port(t.port);
+    if (!(a == failed.address())) continue;
+    int status = 0;
+    return origin_for(e.addrs[i + 1], t.port, &status);
+  }
+  return nullptr;
+}
+
 void ForwardProxy::cancel(OriginWaiter* w) {
-  for (auto& [host, list] : waiting_)
-    std::erase_if(list, [w](const Waiting& x) { return x.waiter == w; });
+  for (auto& [host, list] : waiting_) std::erase_if(list, [w](const Waiting& x) { return x.waiter == w; });
 }
 
 void ForwardProxy::on_resolved(const std::string& host, const std::vector<SocketAddress>& addrs, int error) {
@@ -141,7 +158,8 @@ void ForwardProxy::on_resolved(const std::string& host, const std::vector<Socket
     if (dns_.size() >= kMaxDnsEntries) dns_.erase(dns_.begin());  // all fresh: any one goes
   }
   DnsEntry& e = dns_[host];
-  e.addr = addrs.empty() ? SocketAddress() : addrs.front();
+  e.count = std::min(addrs.size(), kAddressesPerName);
+  std::copy_n(addrs.begin(), e.count, e.addrs.begin());
   e.error = error;
   e.expires = Clock::now() + (addrs.empty() ? kDnsNegativeTtl : kDnsTtl);
   if (addrs.empty())
@@ -152,7 +170,7 @@ void ForwardProxy::on_resolved(const std::string& host, const std::vector<Socket
   // Taken out first: a waiter told now may at once ask for another origin (its next request).
   std::vector<Waiting> list = std::move(it->second);
   waiting_.erase(it);
-  SocketAddress addr = e.addr;  // `e` may move as the table changes under the calls below
+  SocketAddress addr = e.count ? e.addrs[0] : SocketAddress();  // `e` may go as the table changes
   for (const Waiting& w : list) {
     int status = 502;
     upstream::Server* s = addr.empty() ? nullptr : origin_for(addr, w.port, &status);

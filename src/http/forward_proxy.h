@@ -5,7 +5,8 @@
 //  - admit(): may this request go on, and to which host and port? (400 origin-form, 403 acl,
 //    501 non-http scheme), counted and logged by reason;
 //  - origin(): the upstream::Server for that host and port, now or later, once a name is looked
-//    up on the Resolver thread (502 when it cannot be).
+//    up on the Resolver thread (502 when it cannot be); next_origin(): the next address of the
+//    name when a connect to one is refused (up to kAddressesPerName, IPv4 first).
 // Dynamic origins: each resolved address gets an upstream::Server of its own, in a bounded
 // table per listener and worker, under one synthetic upstream::Backend (no servers of its own;
 // its spec gives the timeouts and retries: none, as a forward proxy cannot pick another origin).
@@ -74,17 +75,24 @@ class ForwardProxy {
   // nullptr with *status set (502: the name does not resolve; 503: the origin table is full).
   upstream::Server* origin(const ForwardTarget& t, OriginWaiter* w, int* status);
   void cancel(OriginWaiter* w);
+  // After a connect to `failed` (an origin of `t`) was refused or unreachable: the origin of the
+  // next address `t`'s name resolved to (localhost: 127.0.0.1, then ::1), or nullptr.
+  upstream::Server* next_origin(const ForwardTarget& t, const upstream::Server& failed);
   // The synthetic backend every origin belongs to (timeouts, log name).
   upstream::Backend& backend() { return *backend_; }
   size_t origins() const { return origins_.size(); }
+  // The Resolver's answer for `host` (tests call it to teach names): cached, and the waiters told.
+  void on_resolved(const std::string& host, const std::vector<SocketAddress>& addrs, int error);
 
  private:
   struct Origin {
     std::unique_ptr<upstream::Server> server;
     TimePoint last_used{};
   };
+  static constexpr size_t kAddressesPerName = 4;
   struct DnsEntry {
-    SocketAddress addr;  // port 0; empty when the lookup failed
+    std::array<SocketAddress, kAddressesPerName> addrs;  // IPv4 first, port 0
+    size_t count = 0;                                    // 0: the lookup failed
     int error = 0;
     TimePoint expires{};
   };
@@ -99,11 +107,9 @@ class ForwardProxy {
   };
 
   upstream::Server* origin_for(SocketAddress addr, uint16_t port, int* status);
-  void on_resolved(const std::string& host, const std::vector<SocketAddress>& addrs, int error);
   void sweep();
   void drop(std::unordered_map<std::string, Origin>::iterator it);
 
-  EventLoop& loop_;
   UpstreamPool& pool_;
   const config::Listener& spec_;
   HostAcl acl_;

@@ -61,6 +61,11 @@ bool parse_authority(std::string_view text, uint16_t default_port, Authority* ou
     char buf[64];
     in6_addr addr;
     if (v6.empty() || v6.size() >= sizeof(buf)) return false;
+    // Checked before inet_pton, which would stop at a NUL and take "::\0junk" for "::".
+    for (char c : v6)
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' ||
+            c == '.'))
+        return false;
     v6.copy(buf, v6.size());
     buf[v6.size()] = '\0';
     if (inet_pton(AF_INET6, buf, &addr) != 1) return false;
@@ -109,8 +114,10 @@ HostAcl::HostAcl(const config::Acl& acl) : ports_(acl.allow_ports) {
   for (const std::string& p : acl.deny) {
     std::string s;
     for (char c : p) s.push_back(lower(c));
-    if (s.starts_with("*.")) suffixes_.push_back(s.substr(1));  // keep the dot: ".blocked.example"
-    else exact_.push_back(std::string(without_dot(s)));
+    if (s.starts_with("*."))
+      suffixes_.push_back(s.substr(1));  // keep the dot: ".blocked.example"
+    else
+      exact_.push_back(std::string(without_dot(s)));
   }
 }
 

@@ -230,6 +230,7 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   bool tunnel_ = false;  // the client asked to upgrade
   bool connect_tunnel_ = false;  // forward proxy: a CONNECT, answered 200 once connected
   bool resolving_ = false;       // forward proxy: waiting in kConnecting for on_origin()
+  ForwardTarget target_;         // forward proxy: the request's origin (its next address on refusal)
   bool up_eof_ = false;
   TimePoint sent_at_{};
 };
@@ -623,7 +624,7 @@ void ClientConn::connect_upstream(upstream::Server* server) {
     return begin_exchange();
   }
   int err = 0;
-  up_ = ctx_.pool.open(server_, ctx_.backend_tls[backend_].get(), &err);
+  up_ = ctx_.pool.open(server_, backend_ >= 0 ? ctx_.backend_tls[backend_].get() : nullptr, &err);
   if (up_ == nullptr) return upstream_failed("connect", err, true, false);
   up_->owner = this;
   set_state(State::kConnecting);
@@ -689,6 +690,9 @@ void ClientConn::upstream_failed(const char* why, int err, bool connecting, bool
     if (next == nullptr) next = choose(nullptr, {}, {});
     if (next) return connect_upstream(next);
   }
+  // A forward proxy's name with several addresses: a refused connect moves on to the next one.
+  if (backend_ < 0 && connecting && !timeout && failed)
+    if (upstream::Server* next = l_.forward_->next_origin(target_, *failed)) return connect_upstream(next);
   send_local(timeout ? 504 : 502, !keep_alive_ || !req_done_);
 }
 
@@ -1006,6 +1010,7 @@ void ClientConn::finish_exchange() {
 // ---- forward proxy ---------------------------------------------------------------------------
 
 void ClientConn::forward_connect(const ForwardTarget& target) {
+  target_ = target;
   connect_tunnel_ = target.tunnel;
   int status = 0;
   if (upstream::Server* origin = l_.forward_->origin(target, this, &status)) return connect_upstream(origin);

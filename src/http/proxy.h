@@ -1,9 +1,9 @@
 // The HTTP/1.1 reverse proxy: a worker's listener for one `protocol: http` listener, and the
-// client connections it accepts. A `protocol: forward_proxy` listener is the same with a
-// ForwardProxy (forward_proxy.h) in place of the router and balancer. A request is parsed in place, routed (first match wins),
+// client connections it accepts. A request is parsed in place, routed (first match wins),
 // balanced over the route's backend, and streamed both ways with upstream connections from the
 // worker's pool. Listener, connections and pool are touched only by their worker's thread, except
-// connections(), which the control thread reads while draining.
+// connections(), which the control thread reads while draining. A `protocol: forward_proxy`
+// listener is the same with a ForwardProxy (forward_proxy.h) in place of router and balancer.
 #pragma once
 #include <array>
 #include <atomic>

@@ -1,59 +1,99 @@
-// See resolver.h. resolve() and the posted answers run on the owner's loop thread; run() on the
-// resolver's own thread, which shares only the queue (under mu_) with it.
+// See resolver.h. resolve(), the destructor and the posted answers run on the owner's loop
+// thread; run() on the resolver's own thread. They share Shared, under its mutex.
 #include "http/resolver.h"
 
 #include <netdb.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
 
 namespace fulcrum::http {
 
-Resolver::Resolver(EventLoop& loop, Done done) : loop_(loop), done_(std::move(done)) {}
+struct Resolver::Shared {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> queue;
+  EventLoop* loop;  // null once the Resolver is gone: the thread then ends
+  Done done;        // called on the loop thread only, while loop is set
+};
+
+namespace {
+
+std::vector<SocketAddress> lookup(const std::string& host, int* rc) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  *rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res);
+  std::vector<SocketAddress> addrs;
+  for (addrinfo* ai = res; *rc == 0 && ai; ai = ai->ai_next)
+    if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6)
+      addrs.emplace_back(ai->ai_addr, static_cast<socklen_t>(ai->ai_addrlen));
+  if (res) ::freeaddrinfo(res);
+  std::stable_partition(addrs.begin(), addrs.end(),
+                        [](const SocketAddress& a) { return a.family() == AF_INET; });
+  if (*rc == 0 && addrs.empty()) *rc = EAI_NONAME;
+  return addrs;
+}
+
+}  // namespace
+
+Resolver::Resolver(EventLoop& loop, Done done) : shared_(std::make_shared<Shared>()) {
+  shared_->loop = &loop;
+  shared_->done = std::move(done);
+}
 
 Resolver::~Resolver() {
   {
-    std::lock_guard lock(mu_);
-    stop_ = true;
+    std::lock_guard lock(shared_->mu);
+    shared_->loop = nullptr;
+    shared_->queue.clear();
   }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  shared_->cv.notify_all();
 }
 
 void Resolver::resolve(std::string host) {
   {
-    std::lock_guard lock(mu_);
-    queue_.push_back(std::move(host));
+    std::lock_guard lock(shared_->mu);
+    shared_->queue.push_back(std::move(host));
   }
-  cv_.notify_one();
-  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+  shared_->cv.notify_one();
+  if (!started_) {
+    started_ = true;
+    std::thread([sh = shared_] { run(sh); }).detach();
+  }
 }
 
-void Resolver::run() {
+void Resolver::run(std::shared_ptr<Shared> sh) {
   for (;;) {
     std::string host;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-      if (stop_) return;
-      host = std::move(queue_.front());
-      queue_.pop_front();
+      std::unique_lock lock(sh->mu);
+      sh->cv.wait(lock, [&] { return sh->loop == nullptr || !sh->queue.empty(); });
+      if (sh->loop == nullptr) return;
+      host = std::move(sh->queue.front());
+      sh->queue.pop_front();
     }
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* res = nullptr;
-    int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res);
-    std::vector<SocketAddress> addrs;
-    for (addrinfo* ai = res; rc == 0 && ai; ai = ai->ai_next)
-      if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6)
-        addrs.emplace_back(ai->ai_addr, static_cast<socklen_t>(ai->ai_addrlen));
-    if (res) ::freeaddrinfo(res);
-    std::stable_partition(addrs.begin(), addrs.end(), [](const SocketAddress& a) { return a.family() == AF_INET; });
-    if (rc == 0 && addrs.empty()) rc = EAI_NONAME;
-    std::weak_ptr<int> alive = alive_;
-    loop_.post([this, alive, host = std::move(host), addrs = std::move(addrs), rc] {
-      if (alive.lock()) done_(host, addrs, rc);
+    int rc = 0;
+    std::vector<SocketAddress> addrs = lookup(host, &rc);
+    std::lock_guard lock(sh->mu);
+    if (sh->loop == nullptr) return;
+    // The task holds Shared weakly: queued answers of a Resolver gone by the time they run are
+    // dropped (the loop thread cleared `loop` before the owner's state went).
+    std::weak_ptr<Shared> weak = sh;
+    sh->loop->post([weak, host = std::move(host), addrs = std::move(addrs), rc] {
+      auto s = weak.lock();
+      if (!s) return;
+      Done* done = nullptr;
+      {
+        std::lock_guard lock(s->mu);
+        if (s->loop) done = &s->done;
+      }
+      if (done) (*done)(host, addrs, rc);
     });
   }
 }

@@ -2,15 +2,15 @@
 // is slow or gone, so each Resolver runs its lookups on a thread of its own (started at the first
 // lookup: most listeners never resolve anything) and posts every answer back to its owner's loop.
 // Joining lookups for the same name and caching answers is the owner's job (forward_proxy.h).
-// resolve() and the callbacks: the owner's loop thread only.
+// resolve(), the destructor and the callbacks: the owner's loop thread only.
+//
+// The thread is detached and shares only `Shared` with the Resolver: a Resolver goes at once
+// (a stop or reload never waits for a lookup stuck on a dead DNS server); its thread finishes
+// that lookup, finds the Resolver gone (Shared::loop null) and ends.
 #pragma once
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/address.h"
@@ -21,28 +21,23 @@ namespace fulcrum::http {
 class Resolver {
  public:
   // `addrs` is empty when the lookup failed; `error` is then getaddrinfo's code (gai_strerror).
-  using Done = std::function<void(const std::string& host, const std::vector<SocketAddress>& addrs, int error)>;
+  using Done =
+      std::function<void(const std::string& host, const std::vector<SocketAddress>& addrs, int error)>;
   Resolver(EventLoop& loop, Done done);
-  // Joins the thread: a lookup in progress finishes first; answers still queued on the loop are
-  // dropped (they check a token that dies here).
+  // Never waits: answers still to come, or queued on the loop, are dropped.
   ~Resolver();
   Resolver(const Resolver&) = delete;
   Resolver& operator=(const Resolver&) = delete;
 
   // Queues a lookup of `host` (a name, not a literal). IPv4 answers come first: loopback test
-  // servers and most origins listen on IPv4, and we connect to the first answer only.
+  // servers and most origins listen on IPv4, and the caller tries the answers in order.
   void resolve(std::string host);
 
  private:
-  void run();
-  EventLoop& loop_;
-  Done done_;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::string> queue_;
-  bool stop_ = false;
-  std::thread thread_;
+  struct Shared;
+  static void run(std::shared_ptr<Shared> sh);  // the thread
+  std::shared_ptr<Shared> shared_;
+  bool started_ = false;
 };
 
 }  // namespace fulcrum::http

@@ -127,10 +127,11 @@ TEST_F(ForwardProxyTest, NamesResolveOnTheResolverThreadAndAreCached) {
   Waiter w2;
   EXPECT_EQ(proxy_->origin(t, &w2, &status), w.origin);
   ForwardTarget lit;
-  ASSERT_EQ(admit(w.origin->address().family() == AF_INET ? "GET http://127.0.0.1:8080/ HTTP/1.1\r\nHost: x\r\n\r\n"
-                                                           : "GET http://[::1]:8080/ HTTP/1.1\r\nHost: x\r\n\r\n",
-                  &lit),
-            0);
+  ASSERT_EQ(
+      admit(w.origin->address().family() == AF_INET ? "GET http://127.0.0.1:8080/ HTTP/1.1\r\nHost: x\r\n\r\n"
+                                                    : "GET http://[::1]:8080/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            &lit),
+      0);
   EXPECT_EQ(proxy_->origin(lit, &w2, &status), w.origin);
   EXPECT_EQ(w2.calls, 0);
 }
@@ -162,6 +163,37 @@ TEST_F(ForwardProxyTest, CancelledWaitersAreNotTold) {
   run_until(stays);
   EXPECT_EQ(stays.calls, 1);
   EXPECT_EQ(gone.calls, 0);
+}
+
+TEST_F(ForwardProxyTest, ARefusedAddressMovesOnToTheNameNextOne) {
+  proxy_->on_resolved("dual.test", {*SocketAddress::parse("127.0.0.1:0"), *SocketAddress::parse("[::1]:0")},
+                      0);
+  ForwardTarget t;
+  Waiter w;
+  int status = -1;
+  ASSERT_EQ(admit("GET http://dual.test:8080/ HTTP/1.1\r\nHost: x\r\n\r\n", &t), 0);
+  upstream::Server* v4 = proxy_->origin(t, &w, &status);
+  ASSERT_NE(v4, nullptr);
+  EXPECT_EQ(v4->address().to_string(), "127.0.0.1:8080");
+  upstream::Server* v6 = proxy_->next_origin(t, *v4);
+  ASSERT_NE(v6, nullptr);
+  EXPECT_EQ(v6->address().to_string(), "[::1]:8080");
+  EXPECT_EQ(proxy_->next_origin(t, *v6), nullptr);  // the last one
+  ForwardTarget lit;
+  ASSERT_EQ(admit("GET http://127.0.0.1:8080/ HTTP/1.1\r\nHost: x\r\n\r\n", &lit), 0);
+  EXPECT_EQ(proxy_->next_origin(lit, *v4), nullptr);  // a literal has one address
+}
+
+TEST_F(ForwardProxyTest, GoesAtOnceWhileALookupIsUnderWay) {
+  ForwardTarget t;
+  Waiter w;
+  int status = -1;
+  ASSERT_EQ(admit("GET http://localhost:9/ HTTP/1.1\r\nHost: x\r\n\r\n", &t), 0);
+  EXPECT_EQ(proxy_->origin(t, &w, &status), nullptr);
+  proxy_.reset();  // a reload or stop: never waits for the resolver thread
+  // Its answer, if it comes, finds nobody and is dropped.
+  for (int i = 0; i < 10; ++i) loop_.run_once(Millis(20));
+  EXPECT_EQ(w.calls, 0);
 }
 
 }  // namespace

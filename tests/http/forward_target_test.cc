@@ -81,6 +81,12 @@ TEST(Authority, BadHosts) {
   EXPECT_TRUE(refused("[fe80::1%25eth0]:80"));  // zone ids: not supported
   EXPECT_TRUE(refused("[not-v6]:80"));
   EXPECT_TRUE(refused("::1:80"));  // IPv6 needs brackets
+  // Found by forward_target_fuzz: inet_pton stops at a NUL, so "[::\0[...]" passed as "::".
+  using std::literals::operator""sv;
+  EXPECT_TRUE(refused("[::\0\0[\0001]:81"sv));
+  EXPECT_TRUE(refused("[::1\0]:81"sv));
+  EXPECT_TRUE(refused("127.0.0.1\0:80"sv));
+  EXPECT_TRUE(refused("exa\0mple.com:80"sv));
   EXPECT_TRUE(refused("1.2.3.256"));
   EXPECT_TRUE(refused("1.2.3"));
   EXPECT_TRUE(refused(std::string(254, 'a')));

@@ -93,6 +93,24 @@ TEST(MetricsTest, LayoutGivesEachReachableBackendABlock) {
   EXPECT_EQ(raw->slots[raw->slot(raw->first_backend, 0)].server, "db1");
 }
 
+TEST(MetricsTest, ALocalResponseCountsTheReasonItsExchangeGives) {
+  auto cfg = make_config();
+  Registry reg;
+  ListenerMetrics* m = reg.add_worker().add_listener(Layout::build(cfg, 0), nullptr);
+  SocketAddress client = *SocketAddress::parse("127.0.0.1:5555");
+  Exchange x;
+  m->begin(x, at(0));
+  x.refusal = Refusal::kAclDenied;  // a forward proxy's acl: a 403 with its own reason
+  m->local_response(x, 403, 10, client, at(10));
+  m->begin(x, at(0));  // the next request starts without one
+  m->local_response(x, 403, 10, client, at(10));
+  Snapshot snap = reg.collect();
+  EXPECT_EQ(snap.listeners[0].refusals[static_cast<size_t>(Refusal::kAclDenied)], 1u);
+  EXPECT_EQ(snap.listeners[0].refusals[static_cast<size_t>(Refusal::kForbidden)], 1u);
+  EXPECT_STREQ(refusal_name(Refusal::kAclDenied), "acl_denied");
+  EXPECT_STREQ(refusal_name(Refusal::kPortDenied), "port_denied");
+}
+
 TEST(MetricsTest, RequestsAreCountedBySlotCodeAndDuration) {
   auto cfg = make_config();
   Registry reg;
