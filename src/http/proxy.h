@@ -23,6 +23,9 @@
 namespace fulcrum::staticfiles {
 class StaticSite;
 }
+namespace fulcrum::protect {
+class Guard;
+}
 
 namespace fulcrum::http {
 
@@ -59,6 +62,8 @@ class HttpListener final : public IoHandler {
   // Counters and access log of this listener on this worker (metrics::WorkerMetrics::add_listener
   // with a Layout built from the same config); null counts nothing. Set before the first accept.
   void set_metrics(metrics::ListenerMetrics* m) { metrics_ = m; }
+  // The listener's protect limits and rules (shared by its copies on every worker); null: none.
+  void set_guard(std::shared_ptr<const protect::Guard> g) { guard_ = std::move(g); }
 
  private:
   friend class ClientConn;
@@ -75,6 +80,7 @@ class HttpListener final : public IoHandler {
   bool stopping_ = false;
   std::atomic<size_t> connections_{0};
   metrics::ListenerMetrics* metrics_ = nullptr;
+  std::shared_ptr<const protect::Guard> guard_;
   ClientConn* first_ = nullptr;
 };
 

@@ -39,7 +39,7 @@ const char* refusal_name(Refusal r) {
     case Refusal::kBodyTooLarge:
       return "body_too_large";
     case Refusal::kRateLimited:
-      return "rate_limited";
+      return "rate";
     case Refusal::kHeaderTooLarge:
       return "header_too_large";
     case Refusal::kNotImplemented:
@@ -52,6 +52,12 @@ const char* refusal_name(Refusal r) {
       return "backend_timeout";
     case Refusal::kConnectFailed:
       return "connect_failed";
+    case Refusal::kConns:
+      return "conns";
+    case Refusal::kAcl:
+      return "acl";
+    case Refusal::kRule:
+      return "rule";
     case Refusal::kOther:
     case Refusal::kCount:
       break;
@@ -161,7 +167,8 @@ void ListenerMetrics::end_http(Exchange& x, const SocketAddress& client, SteadyT
 
 void ListenerMetrics::local_response(Exchange& x, int status, uint64_t bytes, const SocketAddress& client,
                                      SteadyTime now) {
-  refuse(refusal_for_status(status));
+  refuse(x.refusal != Refusal::kCount ? x.refusal : refusal_for_status(status));
+  x.refusal = Refusal::kCount;
   if (!x.active) {
     begin(x, now);
     x.text.clear();
@@ -233,6 +240,7 @@ Snapshot Registry::collect() const {
       lt.active += m.active();
       lt.accepted += m.accepted();
       lt.cache_hits += m.cache_hits();
+      lt.store_fail_open += m.store_fail_opens();
       for (size_t r = 0; r < kRefusals; ++r) lt.refusals[r] += m.refusals(r);
       for (size_t i = 0; i < m.slots(); ++i) {
         const Slot& s = m.slot(i);

@@ -55,6 +55,9 @@ enum class Refusal : uint8_t {
   kNoServer,        // 503 (every server down, drained or disabled)
   kTimeout,         // 504
   kConnectFailed,   // tcp: every connect attempt failed
+  kConns,           // protect.max_conns_per_client: closed at accept
+  kAcl,             // protect.allow / deny: closed at accept
+  kRule,            // protect.rules: 403
   kOther,           // another status fulcrum made itself
   kCount
 };
@@ -122,6 +125,9 @@ struct Exchange {
   int status = 0;    // the response status once known
   uint64_t bytes = 0;
   SteadyTime start{};
+  // Set just before a local response whose reason is not its status' (a 403 from a protect rule);
+  // kCount: by status. local_response() uses and clears it.
+  Refusal refusal = Refusal::kCount;
   // Captured for the access log: method, target, referer and user agent, back to back.
   std::string text;
   uint32_t method_len = 0, target_len = 0, referer_len = 0, agent_len = 0;
@@ -156,6 +162,7 @@ class alignas(64) ListenerMetrics {
     x.active = true;
     x.backend = x.server = -1;
     x.status = 0;
+    x.refusal = Refusal::kCount;
     x.bytes = 0;
     x.start = now;
     x.method_len = x.target_len = x.referer_len = x.agent_len = 0;
@@ -176,6 +183,8 @@ class alignas(64) ListenerMetrics {
 
   void cache_hit() { cache_hits_.add(); }
   void refuse(Refusal r) { refusals_[static_cast<size_t>(r)].add(); }
+  // The protect store could not decide (Redis down) and a limit was not applied.
+  void store_fail_open() { store_fail_open_.add(); }
 
   // Readers (control thread).
   const Slot& slot(size_t i) const { return slots_[i]; }
@@ -184,6 +193,7 @@ class alignas(64) ListenerMetrics {
   uint64_t accepted() const { return accepted_.get(); }
   uint64_t cache_hits() const { return cache_hits_.get(); }
   uint64_t refusals(size_t r) const { return refusals_[r].get(); }
+  uint64_t store_fail_opens() const { return store_fail_open_.get(); }
 
  private:
   void count(Slot& s, uint64_t us, int status, uint64_t bytes) {
@@ -200,6 +210,7 @@ class alignas(64) ListenerMetrics {
   Counter active_;
   Counter accepted_;
   Counter cache_hits_;
+  Counter store_fail_open_;
   std::array<Counter, kRefusals> refusals_;
 };
 
@@ -234,7 +245,7 @@ struct SlotTotals {
 struct ListenerTotals {
   std::string name;
   bool tcp = false;
-  uint64_t active = 0, accepted = 0, cache_hits = 0;
+  uint64_t active = 0, accepted = 0, cache_hits = 0, store_fail_open = 0;
   std::array<uint64_t, kRefusals> refusals{};
 };
 struct Snapshot {
