@@ -62,7 +62,8 @@ Guard::Guard(const config::Listener& l, std::unique_ptr<LimitStore> store, std::
   if ((has_rate_ || max_conns_) && !store_) store_ = make_local_store();
 }
 
-bool Guard::admit(const SocketAddress& peer, TimePoint now, metrics::ListenerMetrics* m, ConnHold* hold) const {
+bool Guard::admit(const SocketAddress& peer, TimePoint now, metrics::ListenerMetrics* m,
+                  ConnHold* hold) const {
   // Deny first: a denied address stays out even when an allow list also covers it.
   bool denied = false;
   for (const config::Cidr& c : deny_)
@@ -91,7 +92,8 @@ bool Guard::admit(const SocketAddress& peer, TimePoint now, metrics::ListenerMet
     if (r.failed_open && m) m->store_fail_open();
     if (!r.allowed) {
       if (m) m->refuse(metrics::Refusal::kRateLimited);
-      FULCRUM_LOG_LIMITED(kInfo, "listener %s: %s: connection refused: rate", name_.c_str(), key.text().c_str());
+      FULCRUM_LOG_LIMITED(kInfo, "listener %s: %s: connection refused: rate", name_.c_str(),
+                          key.text().c_str());
       return false;
     }
   }
@@ -118,8 +120,8 @@ bool Guard::take(const SocketAddress& peer, const char* ip, TimePoint now, metri
   v->reason = metrics::Refusal::kRateLimited;
   int n = std::snprintf(v->extra_buf, sizeof(v->extra_buf), "Retry-After: %u\r\n", r.retry_after_s);
   v->extra_len = static_cast<uint8_t>(n > 0 && static_cast<size_t>(n) < sizeof(v->extra_buf) ? n : 0);
-  FULCRUM_LOG_LIMITED(kInfo, "listener %s: %s: refused request: rate (429, retry after %us)", name_.c_str(), ip,
-                      r.retry_after_s);
+  FULCRUM_LOG_LIMITED(kInfo, "listener %s: %s: refused request: rate (429, retry after %us)", name_.c_str(),
+                      ip, r.retry_after_s);
   return false;
 }
 
@@ -134,8 +136,8 @@ void Guard::rule_verdict(int rule, const char* ip, std::string_view target, Verd
 
 bool Guard::body_too_large(uint64_t bytes, const char* ip) const {
   if (max_body_ == 0 || bytes <= max_body_) return false;
-  FULCRUM_LOG_LIMITED(kInfo, "listener %s: %s: refused request: body_too_large (over %llu bytes)", name_.c_str(),
-                      ip, static_cast<unsigned long long>(max_body_));
+  FULCRUM_LOG_LIMITED(kInfo, "listener %s: %s: refused request: body_too_large (over %llu bytes)",
+                      name_.c_str(), ip, static_cast<unsigned long long>(max_body_));
   return true;
 }
 

@@ -67,12 +67,14 @@ class Guard : public std::enable_shared_from_this<Guard> {
   // `content_length`: the declared body size (0 for none or chunked; body_too_large() covers
   // chunked bodies as they arrive). Order: rate (every request costs a token), rules, body size.
   template <typename Headers>
-  Verdict check_request(const SocketAddress& peer, const char* ip, std::string_view target, const Headers& headers,
-                        uint64_t content_length, TimePoint now, metrics::ListenerMetrics* m) const {
+  Verdict check_request(const SocketAddress& peer, const char* ip, std::string_view target,
+                        const Headers& headers, uint64_t content_length, TimePoint now,
+                        metrics::ListenerMetrics* m) const {
     Verdict v;
     if (has_rate_ && !take(peer, ip, now, m, &v)) return v;
     if (rules_ && !rules_->empty()) rule_verdict(rules_->match(target, headers), ip, target, &v);
-    if (v.status == 0 && body_too_large(content_length, ip)) v.status = 413, v.reason = metrics::Refusal::kBodyTooLarge;
+    if (v.status == 0 && body_too_large(content_length, ip))
+      v.status = 413, v.reason = metrics::Refusal::kBodyTooLarge;
     return v;
   }
 
@@ -84,7 +86,8 @@ class Guard : public std::enable_shared_from_this<Guard> {
   const LimitStore& store() const { return *store_; }
 
  private:
-  bool take(const SocketAddress& peer, const char* ip, TimePoint now, metrics::ListenerMetrics* m, Verdict* v) const;
+  bool take(const SocketAddress& peer, const char* ip, TimePoint now, metrics::ListenerMetrics* m,
+            Verdict* v) const;
   void rule_verdict(int rule, const char* ip, std::string_view target, Verdict* v) const;
 
   std::string name_;

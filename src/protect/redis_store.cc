@@ -1,23 +1,24 @@
 // The Redis LimitStore: limits shared by several fulcrum instances through one Redis server.
 //
-// Workers never wait for Redis. A decision is made at once from what this process last heard:
-// a per-client "refused until" time (set when Redis said the bucket was empty) and a last-known
-// connection count. Each request or connection is then reported to Redis by a task posted to the
-// store's own thread, whose event loop (core/event_loop.h) drives a hiredis async connection.
-// Redis keeps the real token bucket (a Lua script, atomic there, on Redis' clock so instances'
-// clocks need not agree) and the shared connection counts. The price of never blocking is a
-// little slack: requests in flight to Redis when a bucket runs dry are let through, so a client
-// may get a few more than the limit per instance and round trip (sub-millisecond on a LAN).
+// Workers never wait for Redis. A decision is made at once from a local mirror of each client's
+// bucket (a BucketTable, refilled here at the configured rate) and a last-known connection count.
+// Each request or connection let in is then reported to Redis by a task posted to the store's own
+// thread, whose event loop (core/event_loop.h) drives a hiredis async connection. Redis keeps the
+// real token bucket (a Lua script, atomic there, on Redis' clock so instances' clocks need not
+// agree) and the shared connection counts; each answer lowers the mirror to what Redis says is
+// left, which is what the other instances' requests took. The price of never blocking is a
+// little slack: what other instances take during one round trip (sub-millisecond on a LAN) is
+// seen one round trip late.
 //
 // Redis down or slow (over kMaxInFlight unanswered): requests are allowed (fail open, reported as
 // failed_open so the caller counts it), a rate-limited log line says so, and the store reconnects
 // every second. Connection counts carry a 10-minute expiry, so an instance that died holding
 // connections cannot lock a client out for longer than that.
 #include <arpa/inet.h>
-#include <pthread.h>
-#include <signal.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <atomic>
@@ -26,6 +27,7 @@
 #include <thread>
 
 #include "core/log.h"
+#include "protect/bucket_table.h"
 #include "protect/limit_store.h"
 
 namespace fulcrum::protect {
@@ -34,8 +36,9 @@ namespace {
 constexpr size_t kSlots = size_t{1} << 16;
 constexpr int kMaxInFlight = 10000;
 constexpr Millis kReconnect{1000};
+constexpr Millis kConnectTimeout{2000};  // hiredis' async connect has none of its own
 
-// KEYS[1] bucket; ARGV rate/s, burst. Returns {allowed 0|1, ms until a token}.
+// KEYS[1] bucket; ARGV rate/s, burst. Returns {allowed 0|1, thousandths of a token left}.
 constexpr const char* kTakeScript =
     "local t = redis.call('TIME') "
     "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
@@ -44,11 +47,11 @@ constexpr const char* kTakeScript =
     "local k = tonumber(b[1]) local last = tonumber(b[2]) "
     "if k == nil or last == nil then k = burst last = now end "
     "if now > last then k = math.min(burst, k + (now - last) * rate / 1000) end "
-    "local ok = 0 local wait = 0 "
-    "if k >= 1 then k = k - 1 ok = 1 else wait = math.ceil((1 - k) * 1000 / rate) end "
+    "local ok = 0 "
+    "if k >= 1 then k = k - 1 ok = 1 end "
     "redis.call('HSET', KEYS[1], 'k', tostring(k), 't', tostring(math.max(now, last))) "
     "redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000) "
-    "return {ok, wait}";
+    "return {ok, math.floor(k * 1000)}";
 constexpr const char* kIncrScript =
     "local n = redis.call('INCR', KEYS[1]) redis.call('PEXPIRE', KEYS[1], 600000) return n";
 constexpr const char* kDecrScript =
@@ -60,10 +63,9 @@ class RedisStore final : public LimitStore, public IoHandler {
       : host_(std::move(host)),
         port_(port),
         prefix_("fulcrum:" + name + ":"),
-        denied_(new std::atomic<uint64_t>[kSlots]()),
         conns_(new std::atomic<uint64_t>[kSlots]()),
-        epoch_(Clock::now()),
-        reconnect_(loop_, [this] { connect(); }) {
+        reconnect_(loop_, [this] { connect(); }),
+        connect_timeout_(loop_, [this] { connect_timed_out(); }) {
     loop_.post([this] { connect(); });
     // Signals belong to the runtime's signalfd: the store's thread blocks them all (it may be
     // built before the main thread blocks them, and inherits the mask it is started with).
@@ -78,6 +80,7 @@ class RedisStore final : public LimitStore, public IoHandler {
     loop_.post([this] {
       stopping_ = true;
       reconnect_.cancel();
+      connect_timeout_.cancel();
       if (ac_) redisAsyncFree(ac_);  // runs the callbacks with no reply, then cleanup()
       ac_ = nullptr;
       loop_.stop();
@@ -87,14 +90,12 @@ class RedisStore final : public LimitStore, public IoHandler {
 
   TakeResult take_token(const ClientKey& key, const BucketSpec& spec, TimePoint now) override {
     if (key.len == 0 || !(spec.per_second > 0)) return {};
-    uint64_t now_ms = ms(now);
-    uint64_t w = denied_[key.hash & (kSlots - 1)].load(std::memory_order_relaxed);
-    if ((w >> 40) == tag24(key) && (w & kUntilMask) > now_ms)
-      return {false, static_cast<uint32_t>(std::max<uint64_t>(1, ((w & kUntilMask) - now_ms + 999) / 1000)), false};
     if (!usable()) return {true, 0, true};
+    TakeResult r = mirror_.take(key, spec, now);
+    if (!r.allowed) return r;
     in_flight_.fetch_add(1, std::memory_order_relaxed);
     loop_.post([this, key, spec] { send_take(key, spec); });
-    return {};
+    return r;
   }
 
   Admit acquire_conn(const ClientKey& key, uint32_t max) override {
@@ -129,18 +130,18 @@ class RedisStore final : public LimitStore, public IoHandler {
   }
 
  private:
-  static constexpr uint64_t kUntilMask = (uint64_t{1} << 40) - 1;
-  static uint64_t tag24(const ClientKey& k) { return (k.hash >> 40) | 1; }
-  uint64_t ms(TimePoint t) const {
-    return static_cast<uint64_t>(std::max<int64_t>(0, std::chrono::duration_cast<Millis>(t - epoch_).count()));
-  }
+  struct PendingTake {
+    RedisStore* store;
+    ClientKey key;
+    BucketSpec spec;
+  };
+
   bool usable() const {
-    return connected_.load(std::memory_order_relaxed) && in_flight_.load(std::memory_order_relaxed) < kMaxInFlight;
+    return connected_.load(std::memory_order_relaxed) &&
+           in_flight_.load(std::memory_order_relaxed) < kMaxInFlight;
   }
 
-  std::string key_name(const ClientKey& key, char kind) const {
-    return prefix_ + kind + ':' + key.text();
-  }
+  std::string key_name(const ClientKey& key, char kind) const { return prefix_ + kind + ':' + key.text(); }
 
   // ---- the store's thread ----
 
@@ -148,8 +149,8 @@ class RedisStore final : public LimitStore, public IoHandler {
     if (stopping_ || ac_) return;
     ac_ = redisAsyncConnect(host_.c_str(), port_);
     if (!ac_ || ac_->err) {
-      FULCRUM_LOG_LIMITED(kWarn, "protect store redis %s:%d: %s; limits fail open until it is back", host_.c_str(),
-                          port_, ac_ ? ac_->errstr : "out of memory");
+      FULCRUM_LOG_LIMITED(kWarn, "protect store redis %s:%d: %s; limits fail open until it is back",
+                          host_.c_str(), port_, ac_ ? ac_->errstr : "out of memory");
       if (ac_) redisAsyncFree(ac_);
       ac_ = nullptr;
       reconnect_.arm(kReconnect);
@@ -165,6 +166,7 @@ class RedisStore final : public LimitStore, public IoHandler {
     fd_ = ac_->c.fd;
     reading_ = writing_ = false;
     registered_ = false;
+    connect_timeout_.arm(kConnectTimeout);
     redisAsyncSetConnectCallback(ac_, [](const redisAsyncContext* c, int status) {
       static_cast<RedisStore*>(c->data)->on_connect(status == REDIS_OK, c->errstr);
     });
@@ -189,7 +191,18 @@ class RedisStore final : public LimitStore, public IoHandler {
     registered_ = false;
   }
 
+  void connect_timed_out() {
+    if (!ac_ || connected_.load(std::memory_order_relaxed)) return;
+    FULCRUM_LOG_LIMITED(kWarn,
+                        "protect store redis %s:%d: connect timed out; limits fail open until it is back",
+                        host_.c_str(), port_);
+    redisAsyncFree(ac_);  // not connected: no disconnect callback
+    ac_ = nullptr;
+    reconnect_.arm(kReconnect);
+  }
+
   void on_connect(bool ok, const char* err) {
+    connect_timeout_.cancel();
     if (!ok) {
       FULCRUM_LOG_LIMITED(kWarn, "protect store redis %s:%d: connect: %s; limits fail open until it is back",
                           host_.c_str(), port_, err);
@@ -206,8 +219,8 @@ class RedisStore final : public LimitStore, public IoHandler {
     connected_.store(false, std::memory_order_relaxed);
     ac_ = nullptr;  // freed by hiredis after this callback
     if (stopping_) return;
-    FULCRUM_LOG_LIMITED(kWarn, "protect store redis %s:%d: %s; limits fail open until it is back", host_.c_str(),
-                        port_, clean ? "disconnected" : err);
+    FULCRUM_LOG_LIMITED(kWarn, "protect store redis %s:%d: %s; limits fail open until it is back",
+                        host_.c_str(), port_, clean ? "disconnected" : err);
     reconnect_.arm(kReconnect);
   }
 
@@ -218,16 +231,22 @@ class RedisStore final : public LimitStore, public IoHandler {
     std::string name = key_name(key, 'r');
     std::string rate = std::to_string(spec.per_second);
     std::string burst = std::to_string(std::max<uint32_t>(spec.burst, 1));
-    static_assert(sizeof(void*) == sizeof(uint64_t), "the key hash rides in the callback's pointer");
+    auto* pending = new PendingTake{this, key, spec};  // the store's thread: allocation is fine here
     int r = redisAsyncCommand(
-        ac_, [](redisAsyncContext* c, void* reply, void* priv) {
-          static_cast<RedisStore*>(c->data)->on_take(static_cast<redisReply*>(reply), reinterpret_cast<uint64_t>(priv));
+        ac_,
+        [](redisAsyncContext*, void* reply, void* priv) {
+          std::unique_ptr<PendingTake> p(static_cast<PendingTake*>(priv));
+          p->store->on_take(static_cast<redisReply*>(reply), *p);
         },
-        reinterpret_cast<void*>(key.hash), "EVAL %s 1 %s %s %s", kTakeScript, name.c_str(), rate.c_str(), burst.c_str());
-    if (r != REDIS_OK) done_one();
+        pending, "EVAL %s 1 %s %s %s", kTakeScript, name.c_str(), rate.c_str(), burst.c_str());
+    if (r != REDIS_OK) {
+      delete pending;
+      done_one();
+    }
   }
 
-  void on_take(redisReply* reply, uint64_t hash) {
+  // What Redis says is left bounds the mirror: the other instances took the difference.
+  void on_take(redisReply* reply, const PendingTake& p) {
     done_one();
     if (!reply) return;  // disconnected or freed
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -235,20 +254,19 @@ class RedisStore final : public LimitStore, public IoHandler {
       return;
     }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) return;
-    if (reply->element[0]->integer != 0) return;
-    uint64_t wait = static_cast<uint64_t>(std::max<long long>(1, reply->element[1]->integer));
-    uint64_t until = std::min(kUntilMask, ms(Clock::now()) + wait);
-    ClientKey k;
-    k.hash = hash;
-    denied_[hash & (kSlots - 1)].store((tag24(k) << 40) | until, std::memory_order_relaxed);
+    if (reply->element[1]->type != REDIS_REPLY_INTEGER) return;
+    mirror_.clamp(p.key, p.spec, static_cast<double>(reply->element[1]->integer) / 1000.0, Clock::now());
   }
 
   void send_conn(const ClientKey& key, const char* script) {
     if (!ac_ || !connected_.load(std::memory_order_relaxed)) return done_one();
     std::string name = key_name(key, 'c');
+    static_assert(sizeof(void*) == sizeof(uint64_t), "the key hash rides in the callback's pointer");
     int r = redisAsyncCommand(
-        ac_, [](redisAsyncContext* c, void* reply, void* priv) {
-          static_cast<RedisStore*>(c->data)->on_conn(static_cast<redisReply*>(reply), reinterpret_cast<uint64_t>(priv));
+        ac_,
+        [](redisAsyncContext* c, void* reply, void* priv) {
+          static_cast<RedisStore*>(c->data)->on_conn(static_cast<redisReply*>(reply),
+                                                     reinterpret_cast<uint64_t>(priv));
         },
         reinterpret_cast<void*>(key.hash), "EVAL %s 1 %s", script, name.c_str());
     if (r != REDIS_OK) done_one();
@@ -266,13 +284,13 @@ class RedisStore final : public LimitStore, public IoHandler {
   std::string host_;
   int port_;
   std::string prefix_;
-  std::unique_ptr<std::atomic<uint64_t>[]> denied_;  // [tag:24][refused until, ms since epoch_:40]
-  std::unique_ptr<std::atomic<uint64_t>[]> conns_;   // [tag:32][last known shared count:32]
-  TimePoint epoch_;
+  BucketTable mirror_;                              // each client's bucket as this instance sees it
+  std::unique_ptr<std::atomic<uint64_t>[]> conns_;  // [tag:32][last known shared count:32]
   std::atomic<bool> connected_{false};
   std::atomic<int> in_flight_{0};
   EventLoop loop_;
   Timer reconnect_;
+  Timer connect_timeout_;
   // The store's thread only:
   redisAsyncContext* ac_ = nullptr;
   int fd_ = -1;

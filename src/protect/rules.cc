@@ -3,7 +3,8 @@
 
 namespace fulcrum::protect {
 
-std::unique_ptr<Rules> Rules::build(const std::vector<config::Rule>& rules, std::optional<BuildError>* error) {
+std::unique_ptr<Rules> Rules::build(const std::vector<config::Rule>& rules,
+                                    std::optional<BuildError>* error) {
   auto out = std::unique_ptr<Rules>(new Rules());
   RE2::Options opts;
   opts.set_log_errors(false);

@@ -25,7 +25,8 @@ class Rules {
     config::Mark mark;
     std::string message;
   };
-  static std::unique_ptr<Rules> build(const std::vector<config::Rule>& rules, std::optional<BuildError>* error);
+  static std::unique_ptr<Rules> build(const std::vector<config::Rule>& rules,
+                                      std::optional<BuildError>* error);
 
   bool empty() const { return rules_.empty(); }
   size_t size() const { return rules_.size(); }
@@ -37,7 +38,9 @@ class Rules {
       const Compiled& r = rules_[i];
       bool hit = false;
       switch (r.kind) {
-        case Kind::kPath: hit = RE2::PartialMatch(target, *r.re); break;
+        case Kind::kPath:
+          hit = RE2::PartialMatch(target, *r.re);
+          break;
         case Kind::kHeader:
           for (const auto& h : headers)
             if (iequal(h.name, r.name) && RE2::PartialMatch(h.value, *r.re)) {
@@ -45,7 +48,9 @@ class Rules {
               break;
             }
           break;
-        case Kind::kQuery: hit = query_matches(target, r); break;
+        case Kind::kQuery:
+          hit = query_matches(target, r);
+          break;
       }
       if (hit) return static_cast<int>(i);
     }

@@ -31,7 +31,8 @@ config::Listener listener(config::Protect p, config::Protocol proto = config::Pr
   return l;
 }
 
-config::Rule rule(std::string path, std::string header, std::string query, std::string re, std::string action) {
+config::Rule rule(std::string path, std::string header, std::string query, std::string re,
+                  std::string action) {
   config::Rule r;
   r.path_regex = std::move(path);
   r.header = std::move(header);
@@ -59,9 +60,9 @@ TEST(Guard, DenyAndAllowV4AndV6) {
     ConnHold hold;
     return g->admit(addr(a), Clock::now(), nullptr, &hold);
   };
-  EXPECT_FALSE(admit("192.0.2.9:1"));        // denied, though allowed too: deny wins
-  EXPECT_TRUE(admit("192.0.3.9:1"));         // allowed
-  EXPECT_FALSE(admit("10.0.0.1:1"));         // not in allow
+  EXPECT_FALSE(admit("192.0.2.9:1"));           // denied, though allowed too: deny wins
+  EXPECT_TRUE(admit("192.0.3.9:1"));            // allowed
+  EXPECT_FALSE(admit("10.0.0.1:1"));            // not in allow
   EXPECT_FALSE(admit("[::ffff:192.0.2.9]:1"));  // mapped v4 is the v4 client
   EXPECT_TRUE(admit("[::ffff:192.0.3.9]:1"));
   EXPECT_TRUE(admit("[2001:db8:1::5]:1"));
@@ -121,12 +122,9 @@ TEST(Guard, TcpRateAppliesAtAccept) {
 TEST(Rules, RawTargetHeadersQueryFirstMatchWins) {
   config::Protect p;
   p.rules = {rule("^/health$", "", "", "", "allow"),  // an allow ends the search
-             rule("\\.\\./", "", "", "", "deny"),
-             rule("(?i)%2e%2e", "", "", "", "deny"),
-             rule("", "User-Agent", "", "sqlmap", "deny"),
-             rule("", "", "id", "(?i)union\\s+select", "deny"),
-             rule("^/open", "", "", "", "allow"),
-             rule("", "X-Evil", "", ".", "deny")};
+             rule("\\.\\./", "", "", "", "deny"),          rule("(?i)%2e%2e", "", "", "", "deny"),
+             rule("", "User-Agent", "", "sqlmap", "deny"), rule("", "", "id", "(?i)union\\s+select", "deny"),
+             rule("^/open", "", "", "", "allow"),          rule("", "X-Evil", "", ".", "deny")};
   std::optional<Rules::BuildError> err;
   auto g = Guard::build(listener(p), &err);
   ASSERT_TRUE(g) << (err ? err->message : "");
@@ -137,14 +135,14 @@ TEST(Rules, RawTargetHeadersQueryFirstMatchWins) {
     return g->check_request(addr("10.4.4.4:1"), "10.4.4.4", target, h, 0, Clock::now(), nullptr).status;
   };
   EXPECT_EQ(status("/a/b", plain), 0);
-  EXPECT_EQ(status("/a/../b", plain), 403);      // raw, not normalised to /b
-  EXPECT_EQ(status("/a/%2E%2e/b", plain), 403);  // not decoded either: its own rule
-  EXPECT_EQ(status("/a/b", sqlmap), 403);         // header name case-insensitive
+  EXPECT_EQ(status("/a/../b", plain), 403);                     // raw, not normalised to /b
+  EXPECT_EQ(status("/a/%2E%2e/b", plain), 403);                 // not decoded either: its own rule
+  EXPECT_EQ(status("/a/b", sqlmap), 403);                       // header name case-insensitive
   EXPECT_EQ(status("/s?q=1&id=1%20UNION%20SELECT", plain), 0);  // raw value: %20 is not \s
   EXPECT_EQ(status("/s?q=1&id=1 union  select", plain), 403);
   EXPECT_EQ(status("/s?xid=union select", plain), 0);  // another parameter
-  EXPECT_EQ(status("/health", sqlmap), 0);  // allowed before the header rule
-  EXPECT_EQ(status("/open", evil), 0);      // allow short-circuits the later deny
+  EXPECT_EQ(status("/health", sqlmap), 0);             // allowed before the header rule
+  EXPECT_EQ(status("/open", evil), 0);                 // allow short-circuits the later deny
   EXPECT_EQ(status("/closed", evil), 403);
   Verdict v = g->check_request(addr("10.4.4.4:1"), "10.4.4.4", "/../", plain, 0, Clock::now(), nullptr);
   EXPECT_EQ(v.reason, metrics::Refusal::kRule);

@@ -1,13 +1,15 @@
 // Tests of src/protect/local_store.cc: the token bucket's arithmetic on a manual clock (burst,
 // refill, Retry-After, slow rates), per-client separation, connection counts, and that the limit
 // holds exactly when several threads take from one bucket at once.
+#include "protect/limit_store.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <thread>
 #include <vector>
 
-#include "protect/limit_store.h"
+#include "protect/bucket_table.h"
 
 namespace fulcrum::protect {
 namespace {
@@ -84,6 +86,25 @@ TEST(LocalStore, HammeredBucketGivesTheRateNoMore) {
   }
 }
 
+TEST(BucketTable, ClampLowersNeverRaises) {
+  // The Redis store's mirror: what Redis says is left (others took some) lowers the local bucket.
+  BucketTable t;
+  ClientKey k = key_of("10.0.2.1");
+  BucketSpec spec{1, 10};
+  TimePoint t0 = Clock::now();
+  t.clamp(k, spec, 0, t0);                   // no bucket yet: nothing to lower
+  EXPECT_TRUE(t.take(k, spec, t0).allowed);  // 9 left
+  t.clamp(k, spec, 2.5, t0);
+  EXPECT_TRUE(t.take(k, spec, t0).allowed);
+  EXPECT_TRUE(t.take(k, spec, t0).allowed);
+  TakeResult r = t.take(k, spec, t0);
+  EXPECT_FALSE(r.allowed);
+  EXPECT_EQ(r.retry_after_s, 1u);
+  t.clamp(k, spec, 9, t0 + Millis(400));  // never raises: 0.5 + 0.4 tokens
+  EXPECT_FALSE(t.take(k, spec, t0 + Millis(400)).allowed);
+  EXPECT_TRUE(t.take(k, spec, t0 + Millis(600)).allowed);
+}
+
 TEST(LocalStore, ClientsHaveTheirOwnBuckets) {
   auto store = make_local_store();
   BucketSpec spec{1, 1};
@@ -102,8 +123,9 @@ TEST(LocalStore, ManyClientsDoNotDisturbOneAnother) {
   // 100k distinct clients, each taking its burst: every one gets exactly 3.
   int wrong = 0;
   for (uint32_t i = 0; i < 100000; ++i) {
-    SocketAddress a = *SocketAddress::parse("10." + std::to_string(i >> 16) + "." + std::to_string((i >> 8) & 255) +
-                                            "." + std::to_string(i & 255) + ":1");
+    SocketAddress a =
+        *SocketAddress::parse("10." + std::to_string(i >> 16) + "." + std::to_string((i >> 8) & 255) + "." +
+                              std::to_string(i & 255) + ":1");
     ClientKey k = ClientKey::of(a);
     int got = 0;
     for (int j = 0; j < 4; ++j) got += store->take_token(k, spec, t0).allowed;
