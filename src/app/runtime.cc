@@ -179,7 +179,9 @@ class RuntimeImpl final : public Runtime {
     for (size_t li = 0; li < cfg.listeners.size(); ++li) {
       std::optional<protect::Rules::BuildError> err;
       guards[li] = protect::Guard::build(cfg.listeners[li], &err);
-      if (err) return Error{0, cfg.error_at(err->mark, "listener '" + cfg.listeners[li].name + "': " + err->message).to_string()};
+      if (err)
+        return Error{0, cfg.error_at(err->mark, "listener '" + cfg.listeners[li].name + "': " + err->message)
+                            .to_string()};
     }
     size_t n = cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
     std::vector<std::unique_ptr<Worker>> workers;

@@ -1123,7 +1123,7 @@ void HttpListener::on_io(uint32_t) {
     SocketAddress peer(reinterpret_cast<sockaddr*>(&ss), len);
     protect::ConnHold hold;
     if (guard_ && !guard_->admit(peer, ctx_.loop.now(), metrics_, &hold)) {  // allow/deny, max_conns_per_client
-      ::close(c);
+      protect::refuse_connection(c);
       continue;
     }
     auto* conn = new ClientConn(*this, Fd(c), peer);

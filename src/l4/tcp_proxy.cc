@@ -123,7 +123,7 @@ void TcpListener::on_io(uint32_t) {
     SocketAddress peer(reinterpret_cast<sockaddr*>(&ss), len);
     protect::ConnHold hold;
     if (guard_ && !guard_->admit(peer, loop_.now(), metrics_, &hold)) {  // over a limit: refused, closed now
-      ::close(c);
+      protect::refuse_connection(c);
       continue;
     }
     auto* s = new TcpSession(*this, Fd(c), peer);

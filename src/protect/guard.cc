@@ -2,6 +2,9 @@
 // request body. Any worker thread.
 #include "protect/guard.h"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -9,6 +12,12 @@
 #include "core/log.h"
 
 namespace fulcrum::protect {
+
+void refuse_connection(int fd) {
+  linger l{1, 0};
+  (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+  ::close(fd);
+}
 
 ConnHold& ConnHold::operator=(ConnHold&& o) noexcept {
   if (this != &o) {

@@ -49,6 +49,10 @@ struct Verdict {
   std::string_view extra() const { return {extra_buf, extra_len}; }
 };
 
+// Closes a connection admit() refused with a reset (SO_LINGER 0): the client sees it refused at
+// once, and no TIME_WAIT is left on our side however many a flood brings.
+void refuse_connection(int fd);
+
 class Guard : public std::enable_shared_from_this<Guard> {
  public:
   // Null when the listener has nothing for a Guard to enforce (no protect block, or only the
