@@ -366,6 +366,7 @@ def test_redis_shares_one_limit_between_two_instances(fulcrum, backend, redis):
             ok[p] += 1
         elif st == 429:
             refused[p] += 1
+        time.sleep(0.01)  # a client's pace, not a flood: the slack is what comes in one Redis round trip
     elapsed = time.monotonic() - t0
     total_ok = ok[p1] + ok[p2]
     # Apart, each instance would allow its own burst (10) plus its refill: 20 or more together.
@@ -503,12 +504,13 @@ def test_reload_builds_fresh_limits_and_retires_the_old(fulcrum, backend, redis)
     f = fulcrum(cfg(2))
     time.sleep(0.3)
     assert [get(port)[0] for _ in range(3)] == [200, 200, 429]
-    f.write_config(cfg(3))
+    f.write_config(cfg(5))
     os.kill(f.pid, signal.SIGHUP)
     wait_until(lambda: "reloaded" in f.stderr, 10, what="the reload")
-    time.sleep(0.3)
-    # The new generation's mirror starts full, but Redis still holds this client's bucket: the
-    # shared limit survives the reload (an in-process store would start afresh).
-    statuses = [get(port)[0] for _ in range(3)]
-    assert statuses.count(200) <= 2, statuses
+    time.sleep(0.5)
+    # The new generation's mirror starts full (5), but Redis still holds this client's empty
+    # bucket: after a round trip or so to Redis the shared limit is back (a fresh in-process store
+    # would give all 5).
+    statuses = [get(port)[0] for _ in range(8)]
+    assert statuses.count(200) <= 3, statuses
     assert statuses[-1] == 429, statuses
