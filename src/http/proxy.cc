@@ -417,6 +417,8 @@ bool ClientConn::step_head() {
   // Need more. The parser refuses a head over max_header_bytes itself; the buffer grows once (to
   // 64 KiB) to hold one up to that size.
   if (in_.full() && !in_.grow()) {
+    FULCRUM_LOG_LIMITED(kInfo, "listener %s: %s: refused request: head over the buffer (431)", l_.spec_.name.c_str(),
+                        peer_ip_);
     send_local(431, true);
     return true;
   }
