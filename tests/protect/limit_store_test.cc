@@ -1,9 +1,14 @@
-// Tests of src/protect/local_store.cc: the token bucket's arithmetic on a manual clock (burst,
-// refill, Retry-After, slow rates), per-client separation, connection counts, and that the limit
-// holds exactly when several threads take from one bucket at once.
+// Tests of src/protect/local_store.cc and bucket_table.cc: the token bucket's arithmetic on a
+// manual clock (burst, refill, Retry-After, slow rates, clamping by a shared store), per-client
+// separation, connection counts, and that the limit holds exactly when several threads take from
+// one bucket at once; and redis_store.cc failing open when Redis cannot be reached.
 #include "protect/limit_store.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -186,6 +191,32 @@ TEST(LocalStore, ConnectionCountsAcrossThreads) {
   EXPECT_LE(peak.load(), 3);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(store->acquire_conn(k, 3), Admit::kCounted);
   EXPECT_EQ(store->acquire_conn(k, 3), Admit::kRefused);
+}
+
+TEST(RedisStore, FailsOpenWhileRedisIsUnreachable) {
+  // A port nobody listens on: connect is refused; every decision lets the request in, says so
+  // (failed_open, for the counter) and never blocks the caller.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sin);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sin), len), 0);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len), 0);
+  ::close(fd);
+  auto store = make_redis_store("127.0.0.1:" + std::to_string(ntohs(sin.sin_port)), "t");
+  ClientKey k = key_of("10.0.3.1");
+  BucketSpec spec{1, 1};
+  auto t0 = Clock::now();
+  for (int i = 0; i < 5; ++i) {
+    TakeResult r = store->take_token(k, spec, Clock::now());
+    EXPECT_TRUE(r.allowed);
+    EXPECT_TRUE(r.failed_open);
+  }
+  EXPECT_EQ(store->acquire_conn(k, 1), Admit::kUncounted);
+  EXPECT_EQ(store->acquire_conn(k, 1), Admit::kUncounted);
+  EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(500));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a connect attempt has come and gone
 }
 
 }  // namespace
