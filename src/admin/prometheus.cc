@@ -171,8 +171,9 @@ std::string render_prometheus(const metrics::Snapshot& snap,
   w.family("fulcrum_refused_total", "counter",
            "Requests or connections fulcrum refused or failed itself, by listener and reason "
            "(parse_error 400, forbidden 403, no_route 404, header_timeout 408, body_too_large 413, "
-           "rate_limited 429, header_too_large 431, bad_gateway 502, no_server 503, backend_timeout 504, "
-           "connect_failed, acl_denied 403 and port_denied 403 on a forward proxy).");
+           "rate 429 (tcp: closed at accept), header_too_large 431, bad_gateway 502, no_server 503, "
+           "backend_timeout 504, connect_failed, conns and acl (closed at accept), rule 403, acl_denied 403 "
+           "and port_denied 403 on a forward proxy).");
   for (auto& l : snap.listeners)
     for (size_t r = 0; r < metrics::kRefusals; ++r)
       if (l.refusals[r])
@@ -180,6 +181,11 @@ std::string render_prometheus(const metrics::Snapshot& snap,
             .label("listener", l.name)
             .label("reason", metrics::refusal_name(static_cast<metrics::Refusal>(r)))
             .value(l.refusals[r]);
+  w.family("fulcrum_protect_store_fail_open_total", "counter",
+           "Requests or connections let through unchecked because the protect store (Redis) could not decide.");
+  for (auto& l : snap.listeners)
+    if (l.store_fail_open)
+      w.begin("fulcrum_protect_store_fail_open_total").label("listener", l.name).value(l.store_fail_open);
   w.family("fulcrum_cache_hits_total", "counter", "Responses served from the cache, by listener.");
   for (auto& l : snap.listeners)
     if (!l.tcp) w.begin("fulcrum_cache_hits_total").label("listener", l.name).value(l.cache_hits);

@@ -30,6 +30,7 @@
 #include "l4/udp_proxy.h"
 #include "lb/balancer.h"
 #include "cache/store.h"
+#include "protect/guard.h"
 #include "metrics/access_log.h"
 #include "metrics/metrics.h"
 #include "tls/tls.h"
@@ -204,6 +205,16 @@ class RuntimeImpl final : public Runtime {
     // Counter layouts: one per listener, shared by every worker's copy of its counters.
     std::vector<std::shared_ptr<const metrics::Layout>> layouts;
     for (size_t li = 0; li < cfg.listeners.size(); ++li) layouts.push_back(metrics::Layout::build(cfg, li));
+    // Protect limits and rules: one Guard per listener, shared by its copies on every worker, so a
+    // client's limits hold across workers. A new generation starts with fresh counters.
+    std::vector<std::shared_ptr<const protect::Guard>> guards(cfg.listeners.size());
+    for (size_t li = 0; li < cfg.listeners.size(); ++li) {
+      std::optional<protect::Rules::BuildError> err;
+      guards[li] = protect::Guard::build(cfg.listeners[li], &err);
+      if (err)
+        return Error{0, cfg.error_at(err->mark, "listener '" + cfg.listeners[li].name + "': " + err->message)
+                            .to_string()};
+    }
     size_t n = cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
     std::vector<std::unique_ptr<Worker>> workers;
     for (size_t i = 0; i < n; ++i) {
@@ -232,12 +243,14 @@ class RuntimeImpl final : public Runtime {
           w->http.back()->set_tls(server_tls[li]);
           w->http.back()->set_metrics(w->metrics->add_listener(layouts[li], w->log_sink.get()));
           w->http.back()->set_caches(caches[li]);
+          w->http.back()->set_guard(guards[li]);
           continue;
         }
         size_t bi = backend_index(l.backend);
         w->tcp.push_back(std::make_unique<l4::TcpListener>(w->loop, w->pipes, l, backends[bi]->spec(),
                                                            *w->pickers[bi], std::move(*fd)));
         w->tcp.back()->set_metrics(w->metrics->add_listener(layouts[li], w->log_sink.get()));
+        w->tcp.back()->set_guard(guards[li]);
       }
       workers.push_back(std::move(w));
     }

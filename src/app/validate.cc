@@ -7,6 +7,7 @@
 
 #include "lb/balancer.h"
 #include "tls/tls.h"
+#include "protect/rules.h"
 
 namespace fulcrum::app {
 namespace {
@@ -64,6 +65,13 @@ std::optional<config::ConfigError> validate(const config::Config& cfg) {
       return cfg.error_at(l.backend_mark, "listener '" + l.name + "' is " + config::protocol_name(l.protocol) +
                                               " but backend '" + b->name + "' uses a sticky cookie, which needs http");
   }
+  // Protect rules are RE2: one that does not compile is refused here, at the rule.
+  for (auto& l : cfg.listeners) {
+    if (!l.protect || l.protect->rules.empty()) continue;
+    std::optional<protect::Rules::BuildError> err;
+    if (!protect::Rules::build(l.protect->rules, &err) && err)
+      return cfg.error_at(err->mark, "listener '" + l.name + "': " + err->message);
+  }
   return std::nullopt;
 }
 
@@ -76,20 +84,19 @@ std::optional<config::ConfigError> check_runnable(const config::Config& cfg) {
                                                "' is not implemented in this build yet (listener '" + l.name + "')");
   }
   // A limit that is written but not enforced would be worse than none: refuse until it is built.
+  // http and tcp listeners enforce all of protect (src/protect); udp and dns none of the limits.
   for (auto& l : cfg.listeners) {
-    if (!l.protect) continue;
+    if (!l.protect || l.protocol == config::Protocol::kHttp || l.protocol == config::Protocol::kTcp) continue;
     const config::Protect& p = *l.protect;
     const char* missing = p.rate                   ? "rate"
                           : p.max_conns_per_client ? "max_conns_per_client"
                           : !p.allow.empty()       ? "allow"
                           : !p.deny.empty()        ? "deny"
-                          : !p.rules.empty()       ? "rules"
-                          : p.max_body_bytes       ? "max_body_bytes"
                                                    : nullptr;
     if (missing)
-      return cfg.error_at(p.mark, "listener '" + l.name + "': protect." + missing +
-                                      " is not enforced in this build yet (header_timeout, idle_timeout and "
-                                      "max_header_bytes are)");
+      return cfg.error_at(p.mark, "listener '" + l.name + "': protect." + missing + " is not enforced on " +
+                                      config::protocol_name(l.protocol) +
+                                      " listeners in this build yet (http and tcp listeners enforce it)");
   }
   for (auto& l : cfg.listeners)
     for (auto& r : l.routes) {

@@ -61,6 +61,10 @@ struct Protect {
   std::vector<Cidr> allow;
   std::vector<Cidr> deny;
   std::vector<Rule> rules;
+  // Where rate and connection counts live: "" = in this process; "host:port" = a Redis server
+  // shared with other fulcrum instances (`store: { redis: 127.0.0.1:6379 }`).
+  std::string store_redis;
+  Mark store_mark;
   Mark mark;
 };
 

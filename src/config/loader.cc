@@ -552,7 +552,7 @@ class Parser {
   Protect protect(const Field& f, Protocol protocol, const std::string& listener) {
     Map m(f, "protect",
           {"rate", "burst", "max_conns_per_client", "header_timeout", "idle_timeout", "max_header_bytes",
-           "max_body_bytes", "allow", "deny", "rules"});
+           "max_body_bytes", "allow", "deny", "rules", "store"});
     if (!(kL7 & bit(protocol)))
       for (std::string_view k : kL7ProtectKeys)
         if (const Field* kf = m.get(k))
@@ -577,7 +577,22 @@ class Parser {
       for (const Field& item : list(*d)) p.deny.push_back(cidr(item));
     if (const Field* r = m.get("rules"))
       for (const Field& item : list(*r)) p.rules.push_back(rule(item));
+    if (const Field* s = m.get("store")) store(*s, &p);
     return p;
+  }
+
+  // `store: { redis: host:port }`; without it limits are kept in this process. The address is
+  // numeric (like bind): a limit store that needs DNS could change under a reload.
+  static void store(const Field& f, Protect* p) {
+    Map m(f, "protect store", {"redis"});
+    p->store_mark = m.mark();
+    const Field& r = m.need("redis");
+    std::string s = str(r);
+    auto a = SocketAddress::parse(s, false);
+    if (!a || a->port() == 0) fail(r.mark(), "bad redis address " + in_quotes(s) + ": expected e.g. 127.0.0.1:6379");
+    p->store_redis = s;
+    if (p->rate == std::nullopt && p->max_conns_per_client == 0)
+      fail(f.key_mark, "'store' needs 'rate' or 'max_conns_per_client' to keep");
   }
 
   // A rule looks at exactly one thing: the target (path_regex), or one header or query parameter

@@ -37,6 +37,7 @@
 #include "static/static_site.h"
 #include "http/observe.h"
 #include "tls/tls.h"
+#include "protect/guard.h"
 
 namespace fulcrum::http {
 namespace {
@@ -116,6 +117,7 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
 
   ClientConn* prev_ = nullptr;
   ClientConn* next_ = nullptr;
+  protect::ConnHold hold_;  // its place in protect.max_conns_per_client
 
  private:
   enum class State : uint8_t { kIdle, kHead, kConnecting, kExchange, kTunnel, kLocal, kClosing, kLinger, kCacheWait };
@@ -466,6 +468,8 @@ bool ClientConn::step_head() {
   // Need more. The parser refuses a head over max_header_bytes itself; the buffer grows once (to
   // 64 KiB) to hold one up to that size.
   if (in_.full() && !in_.grow()) {
+    FULCRUM_LOG_LIMITED(kInfo, "listener %s: %s: refused request: head over the buffer (431)", l_.spec_.name.c_str(),
+                        peer_ip_);
     send_local(431, true);
     return true;
   }
@@ -489,6 +493,15 @@ void ClientConn::on_request(const RequestHead& head, size_t head_len) {
   std::string_view host = absolute || !head.has_host ? authority : head.host;
   // What is left of a refused request (its body) cannot be told from a next request: close.
   bool close_after = !keep_alive_ || head.has_body();
+  if (l_.guard_) {  // protect: rate, rules on the target as received, Content-Length over the limit
+    protect::Verdict v = l_.guard_->check_request(peer_, peer_ip_, head.target, head.headers, head.content_length,
+                                                  ctx_.loop.now(), l_.metrics_);
+    if (v.status) {
+      in_.consume(head_len);
+      x_.refusal = v.reason;
+      return send_local(v.status, close_after, v.extra());
+    }
+  }
 
   ForwardTarget target;
   int route = 0;  // a forward proxy's cache, if any, is in slot 0
@@ -562,6 +575,8 @@ void ClientConn::on_request(const RequestHead& head, size_t head_len) {
                         peer_ip_);
     return send_local(400, true);
   }
+  if (req_body_ == BodyKind::kChunked && l_.guard_ && l_.guard_->body_too_large(req_chunks_.data_bytes(), peer_ip_))
+    return send_local(413, true);
   if (l_.forward_) return forward_connect(target);
   if (first == nullptr) {
     FULCRUM_LOG_LIMITED(kWarn, "listener %s: no server available in backend %s", l_.spec_.name.c_str(),
@@ -798,13 +813,16 @@ bool ClientConn::send_request() {
   if (req_head_sent_ == req_head_.size() && req_done_) return false;
   bool progress = false;
   size_t body = request_body_ready();
-  if (body == kBadBody) {
-    FULCRUM_LOG_LIMITED(kInfo, "listener %s: %s: bad chunked request body", l_.spec_.name.c_str(), peer_ip_);
+  bool too_large = body != kBadBody && req_body_ == BodyKind::kChunked && l_.guard_ &&
+                   l_.guard_->body_too_large(req_chunks_.data_bytes(), peer_ip_);  // protect.max_body_bytes
+  if (body == kBadBody || too_large) {
+    if (!too_large)
+      FULCRUM_LOG_LIMITED(kInfo, "listener %s: %s: bad chunked request body", l_.spec_.name.c_str(), peer_ip_);
     if (resp_head_done_) return close("bad request body"), true;
     server_->end();
     server_ = nullptr;
     release_upstream(false);  // the backend has a part of a request: that connection is spoilt
-    send_local(400, true);
+    send_local(too_large ? 413 : 400, true);
     return true;
   }
   std::string_view head = req_head_.view().substr(req_head_sent_);
@@ -1270,6 +1288,12 @@ void HttpListener::on_io(uint32_t) {
         FULCRUM_LOG_LIMITED(kError, "listener %s: accept: %s", spec_.name.c_str(), strerror(errno));
       return;
     }
+    SocketAddress peer(reinterpret_cast<sockaddr*>(&ss), len);
+    protect::ConnHold hold;
+    if (guard_ && !guard_->admit(peer, ctx_.loop.now(), metrics_, &hold)) {  // allow/deny, max_conns_per_client
+      protect::refuse_connection(c);
+      continue;
+    }
     std::unique_ptr<Transport> tr;
     if (tls_) {
       SSL* ssl = tls_->new_ssl(c);
@@ -1281,7 +1305,8 @@ void HttpListener::on_io(uint32_t) {
     } else {
       tr = std::make_unique<SocketTransport>(c);
     }
-    auto* conn = new ClientConn(*this, Fd(c), std::move(tr), SocketAddress(reinterpret_cast<sockaddr*>(&ss), len));
+    auto* conn = new ClientConn(*this, Fd(c), std::move(tr), peer);
+    conn->hold_ = std::move(hold);
     conn->next_ = first_;
     if (first_) first_->prev_ = conn;
     first_ = conn;

@@ -33,6 +33,9 @@ namespace fulcrum::cache {
 class Store;
 }
 
+namespace fulcrum::protect {
+class Guard;
+}
 
 namespace fulcrum::http {
 
@@ -78,6 +81,8 @@ class HttpListener final : public IoHandler {
   void set_caches(std::vector<std::shared_ptr<cache::Store>> by_route) { caches_ = std::move(by_route); }
   // `protocol: https`: the certificates (shared by the generation's workers). Before the first accept.
   void set_tls(std::shared_ptr<const tls::ServerContext> tls) { tls_ = std::move(tls); }
+  // The listener's protect limits and rules (shared by its copies on every worker); null: none.
+  void set_guard(std::shared_ptr<const protect::Guard> g) { guard_ = std::move(g); }
 
  private:
   friend class ClientConn;
@@ -100,6 +105,7 @@ class HttpListener final : public IoHandler {
   metrics::ListenerMetrics* metrics_ = nullptr;
   std::unique_ptr<ForwardProxy> forward_;  // protocol: forward_proxy (forward_proxy.h); else null
   std::shared_ptr<const tls::ServerContext> tls_;
+  std::shared_ptr<const protect::Guard> guard_;
   ClientConn* first_ = nullptr;
   H2Session* h2_first_ = nullptr;
 };

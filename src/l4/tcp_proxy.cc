@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/socket.h"
 #include "l4/proxy_protocol.h"
+#include "protect/guard.h"
 
 namespace fulcrum::l4 {
 
@@ -23,6 +24,7 @@ class TcpSession final : public Deferred {
 
   TcpSession* prev_ = nullptr;
   TcpSession* next_ = nullptr;
+  protect::ConnHold hold_;  // its place in protect.max_conns_per_client
 
  private:
   struct End final : IoHandler {
@@ -118,7 +120,14 @@ void TcpListener::on_io(uint32_t) {
       FULCRUM_LOG_LIMITED(kWarn, "listener %s: accept: %s", spec_.name.c_str(), strerror(errno));
       return;
     }
-    auto* s = new TcpSession(*this, Fd(c), SocketAddress(reinterpret_cast<sockaddr*>(&ss), len));
+    SocketAddress peer(reinterpret_cast<sockaddr*>(&ss), len);
+    protect::ConnHold hold;
+    if (guard_ && !guard_->admit(peer, loop_.now(), metrics_, &hold)) {  // over a limit: refused, closed now
+      protect::refuse_connection(c);
+      continue;
+    }
+    auto* s = new TcpSession(*this, Fd(c), peer);
+    s->hold_ = std::move(hold);
     s->next_ = first_;
     if (first_) first_->prev_ = s;
     first_ = s;

@@ -14,6 +14,10 @@
 #include "lb/balancer.h"
 #include "metrics/metrics.h"
 
+namespace fulcrum::protect {
+class Guard;
+}
+
 namespace fulcrum::l4 {
 
 class TcpSession;
@@ -31,6 +35,8 @@ class TcpListener final : public IoHandler {
   // Counters and access log of this listener on this worker; null counts nothing. Set before the
   // first accept.
   void set_metrics(metrics::ListenerMetrics* m) { metrics_ = m; }
+  // protect: allow/deny, rate and max_conns_per_client at accept (shared by every worker); null: none.
+  void set_guard(std::shared_ptr<const protect::Guard> g) { guard_ = std::move(g); }
 
  private:
   friend class TcpSession;
@@ -46,6 +52,7 @@ class TcpListener final : public IoHandler {
   Timer resume_timer_;      // accept paused after EMFILE/ENFILE
   std::atomic<size_t> sessions_{0};
   metrics::ListenerMetrics* metrics_ = nullptr;
+  std::shared_ptr<const protect::Guard> guard_;
   TcpSession* first_ = nullptr;  // live sessions, closed when the listener goes
 };
 

@@ -39,7 +39,7 @@ const char* refusal_name(Refusal r) {
     case Refusal::kBodyTooLarge:
       return "body_too_large";
     case Refusal::kRateLimited:
-      return "rate_limited";
+      return "rate";
     case Refusal::kHeaderTooLarge:
       return "header_too_large";
     case Refusal::kNotImplemented:
@@ -56,6 +56,12 @@ const char* refusal_name(Refusal r) {
       return "acl_denied";
     case Refusal::kPortDenied:
       return "port_denied";
+    case Refusal::kConns:
+      return "conns";
+    case Refusal::kAcl:
+      return "acl";
+    case Refusal::kRule:
+      return "rule";
     case Refusal::kOther:
     case Refusal::kCount:
       break;
@@ -165,7 +171,8 @@ void ListenerMetrics::end_http(Exchange& x, const SocketAddress& client, SteadyT
 
 void ListenerMetrics::local_response(Exchange& x, int status, uint64_t bytes, const SocketAddress& client,
                                      SteadyTime now) {
-  refuse(x.active && x.refusal != Refusal::kCount ? x.refusal : refusal_for_status(status));
+  refuse(x.refusal != Refusal::kCount ? x.refusal : refusal_for_status(status));
+  x.refusal = Refusal::kCount;
   if (!x.active) {
     begin(x, now);
     x.text.clear();
@@ -240,6 +247,7 @@ Snapshot Registry::collect() const {
       lt.cache_misses += m.cache_misses();
       lt.cache_revalidated += m.cache_revalidated();
       lt.cache_stored_bytes += m.cache_stored_bytes();
+      lt.store_fail_open += m.store_fail_opens();
       for (size_t r = 0; r < kRefusals; ++r) lt.refusals[r] += m.refusals(r);
       for (size_t i = 0; i < m.slots(); ++i) {
         const Slot& s = m.slot(i);

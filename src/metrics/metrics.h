@@ -57,6 +57,9 @@ enum class Refusal : uint8_t {
   kConnectFailed,   // tcp: every connect attempt failed
   kAclDenied,       // 403: forward proxy, the host is in acl.deny
   kPortDenied,      // 403: forward proxy, a CONNECT port not in acl.allow_ports
+  kConns,           // protect.max_conns_per_client: closed at accept
+  kAcl,             // protect.allow / deny: closed at accept
+  kRule,            // protect.rules: 403
   kOther,           // another status fulcrum made itself
   kCount
 };
@@ -123,7 +126,8 @@ struct Exchange {
   int server = -1;   // index of the server it went to (the last one tried)
   int status = 0;    // the response status once known
   // Set to count a response fulcrum makes under this reason rather than its status's
-  // (refusal_for_status); kCount for none.
+  // (refusal_for_status: a 403 from a protect rule or a forward proxy's acl); kCount for none.
+  // local_response() uses and clears it.
   Refusal refusal = Refusal::kCount;
   uint64_t bytes = 0;
   SteadyTime start{};
@@ -185,6 +189,8 @@ class alignas(64) ListenerMetrics {
   void cache_revalidated() { cache_revalidated_.add(); }
   void cache_stored(uint64_t bytes) { cache_stored_bytes_.add(bytes); }
   void refuse(Refusal r) { refusals_[static_cast<size_t>(r)].add(); }
+  // The protect store could not decide (Redis down) and a limit was not applied.
+  void store_fail_open() { store_fail_open_.add(); }
 
   // Readers (control thread).
   const Slot& slot(size_t i) const { return slots_[i]; }
@@ -196,6 +202,7 @@ class alignas(64) ListenerMetrics {
   uint64_t cache_revalidated() const { return cache_revalidated_.get(); }
   uint64_t cache_stored_bytes() const { return cache_stored_bytes_.get(); }
   uint64_t refusals(size_t r) const { return refusals_[r].get(); }
+  uint64_t store_fail_opens() const { return store_fail_open_.get(); }
 
  private:
   void count(Slot& s, uint64_t us, int status, uint64_t bytes) {
@@ -215,6 +222,7 @@ class alignas(64) ListenerMetrics {
   Counter cache_misses_;
   Counter cache_revalidated_;
   Counter cache_stored_bytes_;
+  Counter store_fail_open_;
   std::array<Counter, kRefusals> refusals_;
 };
 
@@ -250,7 +258,7 @@ struct ListenerTotals {
   std::string name;
   bool tcp = false;
   uint64_t active = 0, accepted = 0, cache_hits = 0, cache_misses = 0, cache_revalidated = 0,
-           cache_stored_bytes = 0;
+           cache_stored_bytes = 0, store_fail_open = 0;
   std::array<uint64_t, kRefusals> refusals{};
 };
 struct Snapshot {

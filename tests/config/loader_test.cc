@@ -832,6 +832,55 @@ listeners:
             "/srv/lb/t.yaml:4:16: 'burst' needs 'rate'");
 }
 
+TEST(LoaderValid, ProtectStoreRedis) {
+  auto cfg = load_ok(with_app(R"(
+listeners:
+  - name: web
+    bind: 127.0.0.1:8080
+    protect: { rate: 10/s, store: { redis: 127.0.0.1:6379 } }
+    routes: [ { backend: app } ]
+)"));
+  ASSERT_TRUE(cfg);
+  const Protect& p = *cfg->listeners[0].protect;
+  EXPECT_EQ(p.store_redis, "127.0.0.1:6379");
+  EXPECT_EQ(p.store_mark.line, 4);
+}
+
+TEST(LoaderValues, ProtectStoreIsStrict) {
+  EXPECT_EQ(error_of(with_app(R"(
+listeners:
+  - name: web
+    bind: 1.2.3.4:80
+    protect: { rate: 10/s, store: { redis: 127.0.0.1:6379, db: 2 } }
+    routes: [ { backend: app } ]
+)")),
+            "/srv/lb/t.yaml:4:60: unknown key 'db' in protect store");
+  EXPECT_EQ(error_of(with_app(R"(
+listeners:
+  - name: web
+    bind: 1.2.3.4:80
+    protect: { rate: 10/s, store: { redis: localhost } }
+    routes: [ { backend: app } ]
+)")),
+            "/srv/lb/t.yaml:4:44: bad redis address 'localhost': expected e.g. 127.0.0.1:6379");
+  EXPECT_EQ(error_of(with_app(R"(
+listeners:
+  - name: web
+    bind: 1.2.3.4:80
+    protect: { max_body_bytes: 1MiB, store: { redis: 127.0.0.1:6379 } }
+    routes: [ { backend: app } ]
+)")),
+            "/srv/lb/t.yaml:4:38: 'store' needs 'rate' or 'max_conns_per_client' to keep");
+  EXPECT_EQ(error_of(with_app(R"(
+listeners:
+  - name: web
+    bind: 1.2.3.4:80
+    protect: { rate: 10/s, store: { } }
+    routes: [ { backend: app } ]
+)")),
+            "/srv/lb/t.yaml:4:35: missing 'redis' in protect store");
+}
+
 TEST(LoaderValues, WorkersAutoOrOneTo256) {
   EXPECT_EQ(error_of("workers: 0\n"), "/srv/lb/t.yaml:1:10: 'workers' must be auto or 1-256, got '0'");
   EXPECT_EQ(error_of("workers: 300\n"), "/srv/lb/t.yaml:1:10: 'workers' must be auto or 1-256, got '300'");
