@@ -176,8 +176,7 @@ class RuntimeImpl final : public Runtime {
     std::vector<std::vector<std::shared_ptr<cache::Store>>> caches(cfg.listeners.size());
     for (size_t li = 0; li < cfg.listeners.size(); ++li)
       for (auto& r : cfg.listeners[li].routes)
-        caches[li].push_back(r.cache ? std::make_shared<cache::Store>(r.cache->size, r.cache->default_ttl.count())
-                                     : nullptr);
+        caches[li].push_back(r.cache ? cache::make_store(*r.cache) : nullptr);
     // Counter layouts: one per listener, shared by every worker's copy of its counters.
     std::vector<std::shared_ptr<const metrics::Layout>> layouts;
     for (size_t li = 0; li < cfg.listeners.size(); ++li) layouts.push_back(metrics::Layout::build(cfg, li));

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "config/config.h"
 #include "core/event_loop.h"
 
 namespace fulcrum::cache {
@@ -180,6 +181,10 @@ void Store::erase(Shard& s, std::list<Object>::iterator it) {
   s.bytes -= it->charge;
   s.index.erase(std::string_view(it->key));
   s.lru.erase(it);
+}
+
+std::shared_ptr<Store> make_store(const config::Cache& spec) {
+  return std::make_shared<Store>(spec.size, spec.default_ttl.count());
 }
 
 }  // namespace fulcrum::cache

@@ -35,6 +35,9 @@
 namespace fulcrum {
 class EventLoop;
 }
+namespace fulcrum::config {
+struct Cache;
+}
 
 namespace fulcrum::cache {
 
@@ -113,5 +116,8 @@ class Store {
   int64_t default_ttl_ms_;
   std::vector<std::unique_ptr<Shard>> shards_;
 };
+
+// The store of one `cache:` block: a route's, or a forward proxy listener's (config::Listener::cache).
+std::shared_ptr<Store> make_store(const config::Cache& spec);
 
 }  // namespace fulcrum::cache
