@@ -422,3 +422,36 @@ def test_metrics(proxy, origin):
     assert 'fulcrum_cache_misses_total{listener="web"}' in text
     assert 'fulcrum_cache_stored_bytes_total{listener="web"}' in text
     assert "fulcrum_cache_revalidated_total" in text
+
+
+def test_no_cache_response_revalidated_on_every_use(proxy, origin):
+    port, _ = proxy
+
+    def nc(h):
+        if h.headers.get("If-None-Match") == '"n"':
+            return 304, [("ETag", '"n"'), ("Cache-Control", "no-cache")], b""
+        return 200, [("ETag", '"n"'), ("Cache-Control", "no-cache")], b"nc"
+    origin.routes["/nc"] = nc
+    assert xc(get(port, "/nc")[0]) == "MISS"
+    for _ in range(3):
+        r, body = get(port, "/nc")
+        assert xc(r) == "REVALIDATED" and body == b"nc"
+    assert origin.count("/nc") == 4
+
+
+def test_reload_starts_with_an_empty_cache(origin, fulcrum):
+    import os
+    import signal
+    port = free_port()
+    f = fulcrum({"workers": 2, "listeners": [{"name": "web", "bind": "127.0.0.1:%d" % port, "routes": [
+        {"backend": "app", "cache": {"size": "1MiB"}}]}],
+        "backends": [{"name": "app", "health": {"check": "none"},
+                      "servers": [{"name": "o", "address": "127.0.0.1:%d" % origin.port}]}]})
+    origin.routes["/re"] = cached()
+    get(port, "/re")
+    assert xc(get(port, "/re")[0]) == "HIT"
+    os.kill(f.pid, signal.SIGHUP)
+    wait_until(lambda: "reloaded" in f.stderr, 5, what="reload")
+    assert xc(get(port, "/re")[0]) == "MISS"
+    assert xc(get(port, "/re")[0]) == "HIT"
+    assert origin.count("/re") == 2
