@@ -30,8 +30,10 @@ bool stored_field(const http::MessageHead& head, const Header& h, bool strip_set
     case HeaderToken::kAge:
     case HeaderToken::kXCache:
       return false;
-    case HeaderToken::kSetCookie: return !strip_set_cookie;
-    default: return true;
+    case HeaderToken::kSetCookie:
+      return !strip_set_cookie;
+    default:
+      return true;
   }
 }
 
@@ -168,8 +170,8 @@ std::shared_ptr<const Entry> EntryBuilder::finish() {
   return e;
 }
 
-std::shared_ptr<const Entry> refresh_entry(const Entry& old, const http::ResponseHead& nm, bool req_authorization,
-                                           int64_t default_ttl_ms, int64_t now_ms) {
+std::shared_ptr<const Entry> refresh_entry(const Entry& old, const http::ResponseHead& nm,
+                                           bool req_authorization, int64_t default_ttl_ms, int64_t now_ms) {
   // Re-parse the stored head, then lay the 304's fields over it.
   std::string text = old.head + "\r\n";
   std::array<Header, 128> fields;
@@ -183,7 +185,8 @@ std::shared_ptr<const Entry> refresh_entry(const Entry& old, const http::Respons
     return false;
   };
   for (const Header& h : stored.headers)
-    if (h.token != HeaderToken::kContentLength && !updated(h)) merged.append(h.name).append(": ").append(h.value).append("\r\n");
+    if (h.token != HeaderToken::kContentLength && !updated(h))
+      merged.append(h.name).append(": ").append(h.value).append("\r\n");
   for (const Header& h : nm.headers)
     if (stored_field(nm, h, true) && h.token != HeaderToken::kContentLength)
       merged.append(h.name).append(": ").append(h.value).append("\r\n");

@@ -72,10 +72,10 @@ RequestPolicy request_policy(const http::RequestHead& req);
 // Whether and for how long a response may be stored.
 struct StoreDecision {
   bool store = false;
-  const char* reason = "";   // why not, for logs and tests
-  int64_t lifetime_ms = 0;   // freshness lifetime (4.2.1)
+  const char* reason = "";  // why not, for logs and tests
+  int64_t lifetime_ms = 0;  // freshness lifetime (4.2.1)
   bool must_revalidate = false;
-  bool auth_ok = false;      // may be served to requests with Authorization
+  bool auth_ok = false;  // may be served to requests with Authorization
   bool strip_set_cookie = false;
 };
 // For a response to a GET. `req_authorization`: the request carried Authorization. `now_s`: when

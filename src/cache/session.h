@@ -57,7 +57,9 @@ class Session {
   bool strip_conditionals() const { return filler_; }
   std::string_view upstream_fields() const { return validators_; }  // "If-None-Match: ...\r\n"...
   // Added to a forwarded response's head on a cache route.
-  std::string_view x_cache_field() const { return store_ ? std::string_view("X-Cache: MISS\r\n") : std::string_view(); }
+  std::string_view x_cache_field() const {
+    return store_ ? std::string_view("X-Cache: MISS\r\n") : std::string_view();
+  }
 
   enum class Reply : uint8_t { kForward, kServe };
   // The upstream response head. kServe: a 304 refreshed the stored entry; the caller drops the

@@ -128,8 +128,9 @@ void Store::cancel(std::string_view key, const Waiter* waiter) {
   auto it = s.index.find(key);
   if (it == s.index.end()) return;
   auto& w = it->second->waiters;
-  w.erase(std::remove_if(w.begin(), w.end(), [&](const std::shared_ptr<Waiter>& p) { return p.get() == waiter; }),
-          w.end());
+  w.erase(
+      std::remove_if(w.begin(), w.end(), [&](const std::shared_ptr<Waiter>& p) { return p.get() == waiter; }),
+      w.end());
 }
 
 void Store::invalidate(std::string_view key) {

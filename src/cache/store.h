@@ -100,14 +100,14 @@ class Store {
   };
   struct Shard {
     std::mutex mu;
-    std::list<Object> lru;  // most recent first
+    std::list<Object> lru;                                                    // most recent first
     std::unordered_map<std::string_view, std::list<Object>::iterator> index;  // views of Object::key
     uint64_t bytes = 0;
     uint64_t evictions = 0;
   };
   Shard& shard_of(std::string_view key);
-  void wake_all(Object& o);      // shard lock held
-  void evict(Shard& s);          // shard lock held
+  void wake_all(Object& o);                              // shard lock held
+  void evict(Shard& s);                                  // shard lock held
   void erase(Shard& s, std::list<Object>::iterator it);  // shard lock held
 
   uint64_t size_;

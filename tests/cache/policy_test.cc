@@ -85,7 +85,8 @@ TEST(HttpDateTest, FormatRoundTrips) {
 
 TEST(VaryTest, Names) {
   std::vector<std::string> names;
-  EXPECT_TRUE(for_each_vary("Accept-Encoding, ,User-Agent", [&](std::string_view n) { names.emplace_back(n); }));
+  EXPECT_TRUE(
+      for_each_vary("Accept-Encoding, ,User-Agent", [&](std::string_view n) { names.emplace_back(n); }));
   EXPECT_EQ(names, (std::vector<std::string>{"Accept-Encoding", "User-Agent"}));
   EXPECT_FALSE(for_each_vary("Accept, *", [](std::string_view) {}));
 }
@@ -180,7 +181,9 @@ struct Req {
   std::string text;
   std::array<Header, 64> fields;
   http::RequestHead head;
-  explicit Req(std::string t) : text(std::move(t)) { EXPECT_TRUE(http::parse_request(text, fields, &head).done()); }
+  explicit Req(std::string t) : text(std::move(t)) {
+    EXPECT_TRUE(http::parse_request(text, fields, &head).done());
+  }
 };
 
 RequestPolicy req_policy(std::string method, std::string fields) {

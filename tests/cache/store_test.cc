@@ -32,11 +32,13 @@ struct Resp {
   std::string text;
   std::array<Header, 64> fields;
   http::ResponseHead head;
-  explicit Resp(std::string t) : text(std::move(t)) { EXPECT_TRUE(http::parse_response(text, fields, &head).done()); }
+  explicit Resp(std::string t) : text(std::move(t)) {
+    EXPECT_TRUE(http::parse_response(text, fields, &head).done());
+  }
 };
 
-std::shared_ptr<const Entry> make(const Req& req, std::string body, std::string fields = "Cache-Control: max-age=60\r\n",
-                                  int64_t now = kNow) {
+std::shared_ptr<const Entry> make(const Req& req, std::string body,
+                                  std::string fields = "Cache-Control: max-age=60\r\n", int64_t now = kNow) {
   Resp r("HTTP/1.1 200 OK\r\n" + fields + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n");
   StoreDecision d = store_decision(false, r.head, 0, now / 1000);
   EXPECT_TRUE(d.store) << d.reason;
@@ -62,7 +64,9 @@ TEST(KeyTest, Pieces) {
 
 TEST(EntryTest, HeadHasLengthAndNoHopByHopFields) {
   Req req;
-  auto e = make(req, "hello", "Cache-Control: max-age=60\r\nConnection: close\r\nAge: 5\r\nX-Cache: HIT\r\nETag: \"e\"\r\n");
+  auto e =
+      make(req, "hello",
+           "Cache-Control: max-age=60\r\nConnection: close\r\nAge: 5\r\nX-Cache: HIT\r\nETag: \"e\"\r\n");
   EXPECT_NE(e->head.find("Content-Length: 5\r\n"), std::string::npos);
   EXPECT_EQ(e->head.find("Connection"), std::string::npos);
   EXPECT_EQ(e->head.find("X-Cache"), std::string::npos);
@@ -218,8 +222,10 @@ TEST(StoreTest, ManyThreadsInsertAndLookUp) {
           EXPECT_EQ(r.entry->body.size(), 3000u);
         } else if (r.action == Store::Action::kFill) {
           ++fills;
-          if (rng() % 4 == 0) s.release(k);
-          else s.insert(k, make(req, std::string(3000, 'z')));
+          if (rng() % 4 == 0)
+            s.release(k);
+          else
+            s.insert(k, make(req, std::string(3000, 'z')));
         }
       }
     });
