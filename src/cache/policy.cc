@@ -220,6 +220,7 @@ RequestPolicy request_policy(const http::RequestHead& req) {
     }
   }
   if (!p.cacheable_method || cc.no_store) p.bypass = true;
+  p.only_if_cached = cc.only_if_cached;
   // 5.4: Pragma counts only when the request has no Cache-Control.
   p.revalidate = cc.no_cache || (cc.max_age && *cc.max_age == 0) || (!has_cc && pragma_no_cache);
   return p;

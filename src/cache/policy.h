@@ -65,7 +65,8 @@ struct RequestPolicy {
   bool bypass = false;            // no-store, Range, or an unsupported method: not looked up
   bool revalidate = false;        // no-cache, max-age=0, Pragma: no-cache: no fresh hit
   bool authorization = false;
-  bool conditional = false;  // If-None-Match or If-Modified-Since
+  bool conditional = false;     // If-None-Match or If-Modified-Since
+  bool only_if_cached = false;  // 5.2.1.7: a 504 rather than going upstream
 };
 RequestPolicy request_policy(const http::RequestHead& req);
 

@@ -61,7 +61,7 @@ Session::Start Session::begin(Store* store, const http::RequestHead& head, std::
     }
   }
   // Only GET fills: a HEAD miss goes upstream as it is (its response has no body to store).
-  bool may_fill = !head_only_ && !waited;
+  bool may_fill = !head_only_ && !waited && !policy_.only_if_cached;
   // One waiter per connection, made on first need and reused until a wait consumes it.
   if (may_fill && !waiter_) waiter_ = std::make_shared<Waiter>();
   Store::Lookup r = store_->lookup(key_, head.headers, wall_ms(), policy_.revalidate, may_fill,
@@ -91,6 +91,7 @@ Session::Start Session::begin(Store* store, const http::RequestHead& head, std::
       }
       return Start::kForward;
     case Store::Action::kBypass:
+      if (policy_.only_if_cached) return Start::kNotCached;
       if (metrics_) metrics_->cache_miss();
       return Start::kForward;
   }

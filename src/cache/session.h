@@ -44,6 +44,8 @@ class Session {
     kServe,    // answer from the cache: write_response(), then send body_left()
     kWait,     // another request is fetching this key: wake() runs when it is done; then parse
                // the same request again and call begin() again
+    kNotCached,  // `Cache-Control: only-if-cached` and nothing fresh stored: answer 504 (RFC 9111
+                 // 5.2.1.7)
   };
   // At a routed request. `store` null: no cache on this route. `head_bytes`: the request head
   // as received (copied when this request becomes a filler, for Vary). `wake` runs on `loop`.

@@ -465,6 +465,7 @@ void ClientConn::on_request(const RequestHead& head, size_t head_len) {
                        key, ctx_.loop, [this] { on_cache_wake(); }, l_.metrics_)) {
     case cache::Session::Start::kServe: in_.consume(head_len); return serve_cached(close_after, "HIT");
     case cache::Session::Start::kWait: return set_state(State::kCacheWait);  // the head stays in in_
+    case cache::Session::Start::kNotCached: in_.consume(head_len); return send_local(504, close_after);
     case cache::Session::Start::kForward: break;
   }
 

@@ -205,6 +205,7 @@ TEST(RequestPolicyTest, Cases) {
   // 5.4: Pragma is ignored when Cache-Control is present.
   EXPECT_FALSE(req_policy("GET", "Pragma: no-cache\r\nCache-Control: max-age=5\r\n").revalidate);
   EXPECT_TRUE(req_policy("GET", "Authorization: Basic x\r\n").authorization);
+  EXPECT_TRUE(req_policy("GET", "Cache-Control: only-if-cached\r\n").only_if_cached);
   EXPECT_TRUE(req_policy("GET", "If-None-Match: \"a\"\r\n").conditional);
   EXPECT_TRUE(req_policy("GET", "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n").conditional);
 }

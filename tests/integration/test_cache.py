@@ -455,3 +455,13 @@ def test_reload_starts_with_an_empty_cache(origin, fulcrum):
     assert xc(get(port, "/re")[0]) == "MISS"
     assert xc(get(port, "/re")[0]) == "HIT"
     assert origin.count("/re") == 2
+
+
+def test_only_if_cached(proxy, origin):
+    port, _ = proxy
+    origin.routes["/oic"] = cached()
+    r, _ = get(port, "/oic", {"Cache-Control": "only-if-cached"})
+    assert r.status == 504 and origin.count("/oic") == 0
+    get(port, "/oic")
+    r, body = get(port, "/oic", {"Cache-Control": "only-if-cached"})
+    assert r.status == 200 and xc(r) == "HIT" and body == b"hello"
