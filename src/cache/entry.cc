@@ -184,12 +184,19 @@ std::shared_ptr<const Entry> refresh_entry(const Entry& old, const http::Respons
       if (iequals(n.name, h.name)) return true;
     return false;
   };
+  // A 304 without Date (from a server with no clock) still says the response is current: the
+  // stored Date would make it look as old as the first fetch, so it becomes now.
+  bool nm_date = nm.find(HeaderToken::kDate) != nullptr;
   for (const Header& h : stored.headers)
-    if (h.token != HeaderToken::kContentLength && !updated(h))
+    if (h.token != HeaderToken::kContentLength && !updated(h) && (nm_date || h.token != HeaderToken::kDate))
       merged.append(h.name).append(": ").append(h.value).append("\r\n");
   for (const Header& h : nm.headers)
     if (stored_field(nm, h, true) && h.token != HeaderToken::kContentLength)
       merged.append(h.name).append(": ").append(h.value).append("\r\n");
+  if (!nm_date) {
+    char date[32];
+    merged.append("Date: ").append(date, format_http_date(now_ms / 1000, date)).append("\r\n");
+  }
   // Length from the stored body: the 304 says nothing about it.
   merged += "Content-Length: ";
   append_uint(merged, old.body.size());

@@ -92,6 +92,15 @@ TEST(EntryTest, RefreshBy304UpdatesFields) {
   EXPECT_EQ(f->head.find("X-Old: 1"), std::string::npos);
   EXPECT_NE(f->head.find("Content-Length: 4\r\n"), std::string::npos);
   EXPECT_EQ(f->etag, "\"v\"");
+  // A 304 without Date: the entry's Date becomes now, not the first fetch's (or it would be stale).
+  auto dated =
+      make(req, "d", "Cache-Control: max-age=10\r\nETag: \"v\"\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n");
+  Resp bare("HTTP/1.1 304 Not Modified\r\nETag: \"v\"\r\n\r\n");
+  auto later = refresh_entry(*dated, bare.head, false, 0, kNow + 3'600'000);
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->initial_age_ms, 0);
+  EXPECT_TRUE(later->fresh(kNow + 3'605'000));
+  EXPECT_NE(later->head.find("Date: Tue, 14 Nov 2023 23:13:20 GMT"), std::string::npos) << later->head;
   Resp no("HTTP/1.1 304 Not Modified\r\nCache-Control: no-store\r\n\r\n");
   EXPECT_FALSE(refresh_entry(*e, no.head, false, 0, kNow));
 }
