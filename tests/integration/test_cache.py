@@ -465,3 +465,43 @@ def test_only_if_cached(proxy, origin):
     get(port, "/oic")
     r, body = get(port, "/oic", {"Cache-Control": "only-if-cached"})
     assert r.status == 200 and xc(r) == "HIT" and body == b"hello"
+
+
+def test_mixed_load_across_workers(proxy, origin):
+    """Hits, misses, revalidations, Vary variants and invalidating POSTs at once from several
+    threads: every answer has the body its URI and variant should have."""
+    port, _ = proxy
+    import random
+    for i in range(20):
+        path = "/mix/%d" % i
+        origin.routes[path] = (lambda p: lambda h: (
+            200, [("Cache-Control", "max-age=1"), ("ETag", '"%s"' % p), ("Vary", "Accept-Encoding")],
+            (p + ":" + (h.headers.get("Accept-Encoding") or "-")).encode() * 50))(path)
+    errors = []
+
+    def worker(seed):
+        rnd = random.Random(seed)
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            for _ in range(150):
+                path = "/mix/%d" % rnd.randrange(20)
+                enc = rnd.choice(["gzip", "br", "identity"])  # http.client sends identity by default
+                method = "POST" if rnd.random() < 0.05 else "GET"
+                headers = {"Accept-Encoding": enc} if enc else {}
+                c.request(method, path, headers=headers)
+                r = c.getresponse()
+                body = r.read()
+                want = (path + ":" + (enc or "-")).encode() * 50
+                if r.status != 200 or body != want:
+                    errors.append((path, enc, r.status, body[:40]))
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+        finally:
+            c.close()
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:5]
+    assert sum(origin.count("/mix/%d" % i) for i in range(20)) < 8 * 150
