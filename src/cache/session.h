@@ -4,6 +4,7 @@
 // proxy calls it at four points (request routed, response head, body bytes, exchange end); the
 // rules live here and in policy/entry/store. One per connection; its worker thread only.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -31,6 +32,11 @@ struct KeyParts {
   std::string_view query;
   bool has_query = false;
 };
+
+// How long a request waits for another's fill before it goes upstream itself (nginx's
+// proxy_cache_lock_timeout has the same default). The fill ends when its own client has the whole
+// body (the body streams at that client's pace), so a slow first client must not hold the others.
+inline constexpr std::chrono::milliseconds kMaxWait{5000};
 
 class Session {
  public:

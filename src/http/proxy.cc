@@ -266,7 +266,7 @@ void ClientConn::set_state(State s) {
     case State::kLocal:
     case State::kClosing: timer_.arm(l_.idle_timeout_); break;
     case State::kLinger: timer_.arm(kLinger); break;
-    case State::kCacheWait: timer_.arm(response_timeout()); break;
+    case State::kCacheWait: timer_.arm(std::min(response_timeout(), cache::kMaxWait)); break;
   }
 }
 

@@ -505,3 +505,27 @@ def test_mixed_load_across_workers(proxy, origin):
         t.join(60)
     assert not errors, errors[:5]
     assert sum(origin.count("/mix/%d" % i) for i in range(20)) < 8 * 150
+
+
+def test_waiters_stop_waiting_after_five_seconds(proxy, origin):
+    port, _ = proxy
+    calls = {"n": 0, "at": []}
+
+    def first_slow(h):
+        with origin.lock:
+            calls["n"] += 1
+            n = calls["n"]
+            calls["at"].append(time.monotonic())
+        if n == 1:
+            time.sleep(6.5)
+        return 200, [("Cache-Control", "max-age=60")], b"w%d" % n
+    origin.routes["/wait"] = first_slow
+    start = time.monotonic()
+    replies = burst(port, "/wait", 5)
+    took = time.monotonic() - start
+    assert all(r.startswith(b"HTTP/1.1 200") for r in replies)
+    # The four waiters went upstream themselves after 5 s, before the first answer came (6.5 s).
+    assert origin.count("/wait") == 5
+    assert sum(r.endswith(b"w1") for r in replies) == 1
+    assert 6 < took < 12
+    assert all(4.5 < t - calls["at"][0] < 6 for t in calls["at"][1:]), calls["at"]
