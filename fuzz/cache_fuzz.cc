@@ -41,8 +41,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   (void)cache::etag_list_matches(part[4], part[2]);
 
-  std::string head = "HTTP/1.1 200 OK\r\nCache-Control: " + std::string(part[0]) + "\r\nVary: " +
-                     std::string(part[1]) + "\r\nDate: " + std::string(part[2]) +
+  std::string head = "HTTP/1.1 200 OK\r\nCache-Control: " + std::string(part[0]) +
+                     "\r\nVary: " + std::string(part[1]) + "\r\nDate: " + std::string(part[2]) +
                      "\r\nExpires: " + std::string(part[3]) + "\r\nETag: \"x\"\r\nContent-Length: 0\r\n\r\n";
   std::array<http::Header, 16> fields;
   http::ResponseHead resp;

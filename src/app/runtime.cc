@@ -195,12 +195,9 @@ class RuntimeImpl final : public Runtime {
     std::vector<std::vector<std::shared_ptr<cache::Store>>> caches(cfg.listeners.size());
     for (size_t li = 0; li < cfg.listeners.size(); ++li) {
       const auto& l = cfg.listeners[li];
-      for (auto& r : l.routes)
-        caches[li].push_back(r.cache ? std::make_shared<cache::Store>(r.cache->size, r.cache->default_ttl.count())
-                                     : nullptr);
+      for (auto& r : l.routes) caches[li].push_back(r.cache ? cache::make_store(*r.cache) : nullptr);
       // A forward proxy has no routes: its own `cache:` is its only store, in slot 0.
-      if (l.protocol == config::Protocol::kForwardProxy && l.cache)
-        caches[li].push_back(std::make_shared<cache::Store>(l.cache->size, l.cache->default_ttl.count()));
+      if (l.protocol == config::Protocol::kForwardProxy && l.cache) caches[li].push_back(cache::make_store(*l.cache));
     }
     // Counter layouts: one per listener, shared by every worker's copy of its counters.
     std::vector<std::shared_ptr<const metrics::Layout>> layouts;

@@ -72,21 +72,11 @@ std::optional<config::ConfigError> validate(const config::Config& cfg) {
     if (!protect::Rules::build(l.protect->rules, &err) && err)
       return cfg.error_at(err->mark, "listener '" + l.name + "': " + err->message);
   }
-  return std::nullopt;
-}
-
-std::optional<config::ConfigError> check_runnable(const config::Config& cfg) {
-  for (auto& l : cfg.listeners) {
-    if (l.protocol != config::Protocol::kTcp && l.protocol != config::Protocol::kHttp &&
-        l.protocol != config::Protocol::kHttps && l.protocol != config::Protocol::kUdp &&
-        l.protocol != config::Protocol::kDns && l.protocol != config::Protocol::kForwardProxy)
-      return cfg.error_at(l.protocol_mark, std::string("protocol '") + config::protocol_name(l.protocol) +
-                                               "' is not implemented in this build yet (listener '" + l.name + "')");
-  }
   // A limit that is written but not enforced would be worse than none: refuse until it is built.
-  // http and tcp listeners enforce all of protect (src/protect); udp and dns none of the limits.
+  // http, https, forward_proxy and tcp listeners enforce all of protect (src/protect); udp and dns
+  // none of the limits. In validate(), so that `fulcrum check` says so too.
   for (auto& l : cfg.listeners) {
-    if (!l.protect || l.protocol == config::Protocol::kHttp || l.protocol == config::Protocol::kTcp) continue;
+    if (!l.protect || (l.protocol != config::Protocol::kUdp && l.protocol != config::Protocol::kDns)) continue;
     const config::Protect& p = *l.protect;
     const char* missing = p.rate                   ? "rate"
                           : p.max_conns_per_client ? "max_conns_per_client"
@@ -96,8 +86,12 @@ std::optional<config::ConfigError> check_runnable(const config::Config& cfg) {
     if (missing)
       return cfg.error_at(p.mark, "listener '" + l.name + "': protect." + missing + " is not enforced on " +
                                       config::protocol_name(l.protocol) +
-                                      " listeners in this build yet (http and tcp listeners enforce it)");
+                                      " listeners in this build yet (http, https, forward_proxy and tcp listeners enforce it)");
   }
+  return std::nullopt;
+}
+
+std::optional<config::ConfigError> check_runnable(const config::Config& cfg) {
   for (auto& l : cfg.listeners)
     for (auto& r : l.routes) {
       if (r.static_site) {

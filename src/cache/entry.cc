@@ -30,8 +30,10 @@ bool stored_field(const http::MessageHead& head, const Header& h, bool strip_set
     case HeaderToken::kAge:
     case HeaderToken::kXCache:
       return false;
-    case HeaderToken::kSetCookie: return !strip_set_cookie;
-    default: return true;
+    case HeaderToken::kSetCookie:
+      return !strip_set_cookie;
+    default:
+      return true;
   }
 }
 
@@ -168,8 +170,8 @@ std::shared_ptr<const Entry> EntryBuilder::finish() {
   return e;
 }
 
-std::shared_ptr<const Entry> refresh_entry(const Entry& old, const http::ResponseHead& nm, bool req_authorization,
-                                           int64_t default_ttl_ms, int64_t now_ms) {
+std::shared_ptr<const Entry> refresh_entry(const Entry& old, const http::ResponseHead& nm,
+                                           bool req_authorization, int64_t default_ttl_ms, int64_t now_ms) {
   // Re-parse the stored head, then lay the 304's fields over it.
   std::string text = old.head + "\r\n";
   std::array<Header, 128> fields;
@@ -182,11 +184,19 @@ std::shared_ptr<const Entry> refresh_entry(const Entry& old, const http::Respons
       if (iequals(n.name, h.name)) return true;
     return false;
   };
+  // A 304 without Date (from a server with no clock) still says the response is current: the
+  // stored Date would make it look as old as the first fetch, so it becomes now.
+  bool nm_date = nm.find(HeaderToken::kDate) != nullptr;
   for (const Header& h : stored.headers)
-    if (h.token != HeaderToken::kContentLength && !updated(h)) merged.append(h.name).append(": ").append(h.value).append("\r\n");
+    if (h.token != HeaderToken::kContentLength && !updated(h) && (nm_date || h.token != HeaderToken::kDate))
+      merged.append(h.name).append(": ").append(h.value).append("\r\n");
   for (const Header& h : nm.headers)
     if (stored_field(nm, h, true) && h.token != HeaderToken::kContentLength)
       merged.append(h.name).append(": ").append(h.value).append("\r\n");
+  if (!nm_date) {
+    char date[32];
+    merged.append("Date: ").append(date, format_http_date(now_ms / 1000, date)).append("\r\n");
+  }
   // Length from the stored body: the 304 says nothing about it.
   merged += "Content-Length: ";
   append_uint(merged, old.body.size());

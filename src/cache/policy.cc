@@ -106,13 +106,20 @@ void parse_cache_control(std::string_view value, CacheControl* cc) {
     }
     if (i < value.size()) ++i;  // the comma
     if (name.empty()) continue;
-    if (iequals(name, "no-store")) cc->no_store = true;
-    else if (iequals(name, "no-cache")) cc->no_cache = true;
-    else if (iequals(name, "private")) cc->private_ = true;
-    else if (iequals(name, "public")) cc->public_ = true;
-    else if (iequals(name, "must-revalidate")) cc->must_revalidate = true;
-    else if (iequals(name, "proxy-revalidate")) cc->proxy_revalidate = true;
-    else if (iequals(name, "only-if-cached")) cc->only_if_cached = true;
+    if (iequals(name, "no-store"))
+      cc->no_store = true;
+    else if (iequals(name, "no-cache"))
+      cc->no_cache = true;
+    else if (iequals(name, "private"))
+      cc->private_ = true;
+    else if (iequals(name, "public"))
+      cc->public_ = true;
+    else if (iequals(name, "must-revalidate"))
+      cc->must_revalidate = true;
+    else if (iequals(name, "proxy-revalidate"))
+      cc->proxy_revalidate = true;
+    else if (iequals(name, "only-if-cached"))
+      cc->only_if_cached = true;
     else if (iequals(name, "max-age")) {
       // 4.2.1: an invalid value means stale. Repeated values: the smallest (most restrictive).
       int64_t v = has_arg ? parse_delta_seconds(arg).value_or(0) : 0;
@@ -145,7 +152,8 @@ std::optional<int64_t> parse_http_date(std::string_view s) {
   // RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT".
   if (auto comma = s.find(", "); comma != std::string_view::npos && comma >= 6 && s.size() == comma + 24) {
     std::string_view r = s.substr(comma + 2);
-    if (r[2] != '-' || r[6] != '-' || r[9] != ' ' || r[18] != ' ' || r.substr(19) != "GMT") return std::nullopt;
+    if (r[2] != '-' || r[6] != '-' || r[9] != ' ' || r[18] != ' ' || r.substr(19) != "GMT")
+      return std::nullopt;
     int day = digits(r, 0, 2), yy = digits(r, 7, 2);
     if (day < 0 || yy < 0) return std::nullopt;
     // RFC 9110 5.6.7: a two-digit year more than 50 years in the future is in the past century.
@@ -197,14 +205,22 @@ RequestPolicy request_policy(const http::RequestHead& req) {
       case HeaderToken::kPragma:
         for_each_vary(h.value, [&](std::string_view item) { pragma_no_cache |= iequals(item, "no-cache"); });
         break;
-      case HeaderToken::kAuthorization: p.authorization = true; break;
-      case HeaderToken::kRange: p.bypass = true; break;  // no range support: straight through
+      case HeaderToken::kAuthorization:
+        p.authorization = true;
+        break;
+      case HeaderToken::kRange:
+        p.bypass = true;
+        break;  // no range support: straight through
       case HeaderToken::kIfNoneMatch:
-      case HeaderToken::kIfModifiedSince: p.conditional = true; break;
-      default: break;
+      case HeaderToken::kIfModifiedSince:
+        p.conditional = true;
+        break;
+      default:
+        break;
     }
   }
   if (!p.cacheable_method || cc.no_store) p.bypass = true;
+  p.only_if_cached = cc.only_if_cached;
   // 5.4: Pragma counts only when the request has no Cache-Control.
   p.revalidate = cc.no_cache || (cc.max_age && *cc.max_age == 0) || (!has_cc && pragma_no_cache);
   return p;
@@ -212,8 +228,17 @@ RequestPolicy request_policy(const http::RequestHead& req) {
 
 bool cacheable_status(int status) {
   switch (status) {
-    case 200: case 203: case 204: case 300: case 301: case 308:
-    case 404: case 405: case 410: case 414: case 501:
+    case 200:
+    case 203:
+    case 204:
+    case 300:
+    case 301:
+    case 308:
+    case 404:
+    case 405:
+    case 410:
+    case 414:
+    case 501:
       return true;
     default:
       return false;
@@ -236,11 +261,19 @@ StoreDecision store_decision(bool req_authorization, const http::ResponseHead& r
   bool has_expires = false;
   for (const Header& h : resp.headers) {
     switch (h.token) {
-      case HeaderToken::kCacheControl: parse_cache_control(h.value, &cc); break;
-      case HeaderToken::kVary: vary_star |= !for_each_vary(h.value, [](std::string_view) {}); break;
-      case HeaderToken::kSetCookie: set_cookie = true; break;
+      case HeaderToken::kCacheControl:
+        parse_cache_control(h.value, &cc);
+        break;
+      case HeaderToken::kVary:
+        vary_star |= !for_each_vary(h.value, [](std::string_view) {});
+        break;
+      case HeaderToken::kSetCookie:
+        set_cookie = true;
+        break;
       case HeaderToken::kETag:
-      case HeaderToken::kLastModified: validator = true; break;
+      case HeaderToken::kLastModified:
+        validator = true;
+        break;
       case HeaderToken::kExpires:
         if (!has_expires) expires = h.value;
         has_expires = true;
@@ -248,7 +281,8 @@ StoreDecision store_decision(bool req_authorization, const http::ResponseHead& r
       case HeaderToken::kDate:
         if (date.empty()) date = h.value;
         break;
-      default: break;
+      default:
+        break;
     }
   }
   if (cc.no_store) return no("no-store");

@@ -65,17 +65,18 @@ struct RequestPolicy {
   bool bypass = false;            // no-store, Range, or an unsupported method: not looked up
   bool revalidate = false;        // no-cache, max-age=0, Pragma: no-cache: no fresh hit
   bool authorization = false;
-  bool conditional = false;  // If-None-Match or If-Modified-Since
+  bool conditional = false;     // If-None-Match or If-Modified-Since
+  bool only_if_cached = false;  // 5.2.1.7: a 504 rather than going upstream
 };
 RequestPolicy request_policy(const http::RequestHead& req);
 
 // Whether and for how long a response may be stored.
 struct StoreDecision {
   bool store = false;
-  const char* reason = "";   // why not, for logs and tests
-  int64_t lifetime_ms = 0;   // freshness lifetime (4.2.1)
+  const char* reason = "";  // why not, for logs and tests
+  int64_t lifetime_ms = 0;  // freshness lifetime (4.2.1)
   bool must_revalidate = false;
-  bool auth_ok = false;      // may be served to requests with Authorization
+  bool auth_ok = false;  // may be served to requests with Authorization
   bool strip_set_cookie = false;
 };
 // For a response to a GET. `req_authorization`: the request carried Authorization. `now_s`: when

@@ -15,7 +15,8 @@ using http::Header;
 using http::HeaderToken;
 
 int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -60,11 +61,11 @@ Session::Start Session::begin(Store* store, const http::RequestHead& head, std::
     }
   }
   // Only GET fills: a HEAD miss goes upstream as it is (its response has no body to store).
-  bool may_fill = !head_only_ && !waited;
+  bool may_fill = !head_only_ && !waited && !policy_.only_if_cached;
   // One waiter per connection, made on first need and reused until a wait consumes it.
   if (may_fill && !waiter_) waiter_ = std::make_shared<Waiter>();
-  Store::Lookup r =
-      store_->lookup(key_, head.headers, wall_ms(), policy_.revalidate, may_fill, policy_.authorization, waiter_);
+  Store::Lookup r = store_->lookup(key_, head.headers, wall_ms(), policy_.revalidate, may_fill,
+                                   policy_.authorization, waiter_);
   switch (r.action) {
     case Store::Action::kHit:
       entry_ = std::move(r.entry);
@@ -90,6 +91,7 @@ Session::Start Session::begin(Store* store, const http::RequestHead& head, std::
       }
       return Start::kForward;
     case Store::Action::kBypass:
+      if (policy_.only_if_cached) return Start::kNotCached;
       if (metrics_) metrics_->cache_miss();
       return Start::kForward;
   }
@@ -200,13 +202,14 @@ bool Session::write_response(Buffer& out, bool keep_alive, bool http10, std::str
   http::Appender a{out};
   a << (not_modified_ ? e.head_304 : e.head) << "Age: " << static_cast<uint64_t>(e.age_ms(wall_ms()) / 1000)
     << "\r\nX-Cache: " << how << "\r\n";
-  if (!keep_alive) a << "Connection: close\r\n";
-  else if (http10) a << "Connection: keep-alive\r\n";
+  if (!keep_alive)
+    a << "Connection: close\r\n";
+  else if (http10)
+    a << "Connection: keep-alive\r\n";
   a << "\r\n";
   body_ = head_only_ || not_modified_ ? std::string_view() : std::string_view(e.body);
   if (body_.empty()) entry_.reset();
   return a.ok;
 }
-
 
 }  // namespace fulcrum::cache

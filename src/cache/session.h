@@ -4,6 +4,7 @@
 // proxy calls it at four points (request routed, response head, body bytes, exchange end); the
 // rules live here and in policy/entry/store. One per connection; its worker thread only.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -32,6 +33,11 @@ struct KeyParts {
   bool has_query = false;
 };
 
+// How long a request waits for another's fill before it goes upstream itself (nginx's
+// proxy_cache_lock_timeout has the same default). The fill ends when its own client has the whole
+// body (the body streams at that client's pace), so a slow first client must not hold the others.
+inline constexpr std::chrono::milliseconds kMaxWait{5000};
+
 class Session {
  public:
   Session() = default;
@@ -44,6 +50,8 @@ class Session {
     kServe,    // answer from the cache: write_response(), then send body_left()
     kWait,     // another request is fetching this key: wake() runs when it is done; then parse
                // the same request again and call begin() again
+    kNotCached,  // `Cache-Control: only-if-cached` and nothing fresh stored: answer 504 (RFC 9111
+                 // 5.2.1.7)
   };
   // At a routed request. `store` null: no cache on this route. `head_bytes`: the request head
   // as received (copied when this request becomes a filler, for Vary). `wake` runs on `loop`.
@@ -57,7 +65,9 @@ class Session {
   bool strip_conditionals() const { return filler_; }
   std::string_view upstream_fields() const { return validators_; }  // "If-None-Match: ...\r\n"...
   // Added to a forwarded response's head on a cache route.
-  std::string_view x_cache_field() const { return store_ ? std::string_view("X-Cache: MISS\r\n") : std::string_view(); }
+  std::string_view x_cache_field() const {
+    return store_ ? std::string_view("X-Cache: MISS\r\n") : std::string_view();
+  }
 
   enum class Reply : uint8_t { kForward, kServe };
   // The upstream response head. kServe: a 304 refreshed the stored entry; the caller drops the

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "config/config.h"
 #include "core/event_loop.h"
 
 namespace fulcrum::cache {
@@ -127,8 +128,9 @@ void Store::cancel(std::string_view key, const Waiter* waiter) {
   auto it = s.index.find(key);
   if (it == s.index.end()) return;
   auto& w = it->second->waiters;
-  w.erase(std::remove_if(w.begin(), w.end(), [&](const std::shared_ptr<Waiter>& p) { return p.get() == waiter; }),
-          w.end());
+  w.erase(
+      std::remove_if(w.begin(), w.end(), [&](const std::shared_ptr<Waiter>& p) { return p.get() == waiter; }),
+      w.end());
 }
 
 void Store::invalidate(std::string_view key) {
@@ -180,6 +182,10 @@ void Store::erase(Shard& s, std::list<Object>::iterator it) {
   s.bytes -= it->charge;
   s.index.erase(std::string_view(it->key));
   s.lru.erase(it);
+}
+
+std::shared_ptr<Store> make_store(const config::Cache& spec) {
+  return std::make_shared<Store>(spec.size, spec.default_ttl.count());
 }
 
 }  // namespace fulcrum::cache

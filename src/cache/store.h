@@ -35,6 +35,9 @@
 namespace fulcrum {
 class EventLoop;
 }
+namespace fulcrum::config {
+struct Cache;
+}
 
 namespace fulcrum::cache {
 
@@ -97,14 +100,14 @@ class Store {
   };
   struct Shard {
     std::mutex mu;
-    std::list<Object> lru;  // most recent first
+    std::list<Object> lru;                                                    // most recent first
     std::unordered_map<std::string_view, std::list<Object>::iterator> index;  // views of Object::key
     uint64_t bytes = 0;
     uint64_t evictions = 0;
   };
   Shard& shard_of(std::string_view key);
-  void wake_all(Object& o);      // shard lock held
-  void evict(Shard& s);          // shard lock held
+  void wake_all(Object& o);                              // shard lock held
+  void evict(Shard& s);                                  // shard lock held
   void erase(Shard& s, std::list<Object>::iterator it);  // shard lock held
 
   uint64_t size_;
@@ -113,5 +116,8 @@ class Store {
   int64_t default_ttl_ms_;
   std::vector<std::unique_ptr<Shard>> shards_;
 };
+
+// The store of one `cache:` block: a route's, or a forward proxy listener's (config::Listener::cache).
+std::shared_ptr<Store> make_store(const config::Cache& spec);
 
 }  // namespace fulcrum::cache

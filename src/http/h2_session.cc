@@ -150,8 +150,9 @@ struct H2Callbacks {
 };
 
 void start_h2_session(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, const SocketAddress& peer,
-                      std::string_view already_read) {
+                      std::string_view already_read, protect::ConnHold hold) {
   auto* s = new H2Session(l, std::move(fd), std::move(tr), peer);
+  s->take_hold(std::move(hold));
   s->next_ = l.h2_first_;
   if (l.h2_first_) l.h2_first_->prev_ = s;
   l.h2_first_ = s;

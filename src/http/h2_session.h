@@ -21,6 +21,7 @@
 #include "core/transport.h"
 #include "http/chunked.h"
 #include "http/h1_parser.h"
+#include "protect/guard.h"
 
 namespace fulcrum::http {
 
@@ -63,9 +64,10 @@ struct H2Stream {
 
 std::unique_ptr<Transport> make_stream_transport(H2Stream* s);
 
-// Creates the session; it takes over counting the connection (HttpListener::connections_).
+// Creates the session; it takes over counting the connection (HttpListener::connections_) and
+// its place in protect.max_conns_per_client (`hold`).
 void start_h2_session(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, const SocketAddress& peer,
-                      std::string_view already_read);
+                      std::string_view already_read, protect::ConnHold hold);
 
 class H2Session final : public IoHandler, public Deferred {
  public:
@@ -86,6 +88,7 @@ class H2Session final : public IoHandler, public Deferred {
   void reset_stream(H2Stream& s, uint32_t code);
   void submit_response(H2Stream& s, const ResponseHead& head);
   void count_request() { ++streams_seen_; }
+  void take_hold(protect::ConnHold hold) { hold_ = std::move(hold); }
 
   H2Session* prev_ = nullptr;
   H2Session* next_ = nullptr;
@@ -101,6 +104,7 @@ class H2Session final : public IoHandler, public Deferred {
   Fd fd_;
   std::unique_ptr<Transport> tr_;
   SocketAddress peer_;
+  protect::ConnHold hold_;
   nghttp2_session* ng_ = nullptr;
   std::unordered_map<int32_t, H2Stream*> streams_;
   std::vector<std::pair<int32_t, uint32_t>> pokes_;

@@ -280,7 +280,7 @@ void ClientConn::set_state(State s) {
     case State::kLocal:
     case State::kClosing: timer_.arm(l_.idle_timeout_); break;
     case State::kLinger: timer_.arm(kLinger); break;
-    case State::kCacheWait: timer_.arm(response_timeout()); break;
+    case State::kCacheWait: timer_.arm(std::min(response_timeout(), cache::kMaxWait)); break;
   }
 }
 
@@ -436,7 +436,7 @@ bool ClientConn::step_head() {
     if (tr_->alpn() == "h2" || got == kPreface) {
       ctx_.loop.remove(fd_.get());
       handed_off_ = true;
-      start_h2_session(l_, std::move(fd_), std::move(tr_), peer_, in_.view());
+      start_h2_session(l_, std::move(fd_), std::move(tr_), peer_, in_.view(), std::move(hold_));
       in_.clear();
       return close("http/2"), false;
     }
@@ -531,6 +531,7 @@ void ClientConn::on_request(const RequestHead& head, size_t head_len) {
                        key, ctx_.loop, [this] { on_cache_wake(); }, l_.metrics_)) {
     case cache::Session::Start::kServe: in_.consume(head_len); return serve_cached(close_after, "HIT");
     case cache::Session::Start::kWait: return set_state(State::kCacheWait);  // the head stays in in_
+    case cache::Session::Start::kNotCached: in_.consume(head_len); return send_local(504, close_after);
     case cache::Session::Start::kForward: break;
   }
 

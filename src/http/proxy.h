@@ -35,6 +35,7 @@ class Store;
 
 namespace fulcrum::protect {
 class Guard;
+class ConnHold;
 }
 
 namespace fulcrum::http {
@@ -88,7 +89,8 @@ class HttpListener final : public IoHandler {
   friend class ClientConn;
   friend class H2Session;
   friend IoHandler* start_stream_exchange(HttpListener&, std::unique_ptr<Transport>, const SocketAddress&);
-  friend void start_h2_session(HttpListener&, Fd, std::unique_ptr<Transport>, const SocketAddress&, std::string_view);
+  friend void start_h2_session(HttpListener&, Fd, std::unique_ptr<Transport>, const SocketAddress&, std::string_view,
+                               protect::ConnHold);
   HttpContext& ctx_;
   const config::Config& cfg_;
   const config::Listener& spec_;

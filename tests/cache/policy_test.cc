@@ -85,7 +85,8 @@ TEST(HttpDateTest, FormatRoundTrips) {
 
 TEST(VaryTest, Names) {
   std::vector<std::string> names;
-  EXPECT_TRUE(for_each_vary("Accept-Encoding, ,User-Agent", [&](std::string_view n) { names.emplace_back(n); }));
+  EXPECT_TRUE(
+      for_each_vary("Accept-Encoding, ,User-Agent", [&](std::string_view n) { names.emplace_back(n); }));
   EXPECT_EQ(names, (std::vector<std::string>{"Accept-Encoding", "User-Agent"}));
   EXPECT_FALSE(for_each_vary("Accept, *", [](std::string_view) {}));
 }
@@ -180,7 +181,9 @@ struct Req {
   std::string text;
   std::array<Header, 64> fields;
   http::RequestHead head;
-  explicit Req(std::string t) : text(std::move(t)) { EXPECT_TRUE(http::parse_request(text, fields, &head).done()); }
+  explicit Req(std::string t) : text(std::move(t)) {
+    EXPECT_TRUE(http::parse_request(text, fields, &head).done());
+  }
 };
 
 RequestPolicy req_policy(std::string method, std::string fields) {
@@ -202,6 +205,7 @@ TEST(RequestPolicyTest, Cases) {
   // 5.4: Pragma is ignored when Cache-Control is present.
   EXPECT_FALSE(req_policy("GET", "Pragma: no-cache\r\nCache-Control: max-age=5\r\n").revalidate);
   EXPECT_TRUE(req_policy("GET", "Authorization: Basic x\r\n").authorization);
+  EXPECT_TRUE(req_policy("GET", "Cache-Control: only-if-cached\r\n").only_if_cached);
   EXPECT_TRUE(req_policy("GET", "If-None-Match: \"a\"\r\n").conditional);
   EXPECT_TRUE(req_policy("GET", "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n").conditional);
 }

@@ -32,11 +32,13 @@ struct Resp {
   std::string text;
   std::array<Header, 64> fields;
   http::ResponseHead head;
-  explicit Resp(std::string t) : text(std::move(t)) { EXPECT_TRUE(http::parse_response(text, fields, &head).done()); }
+  explicit Resp(std::string t) : text(std::move(t)) {
+    EXPECT_TRUE(http::parse_response(text, fields, &head).done());
+  }
 };
 
-std::shared_ptr<const Entry> make(const Req& req, std::string body, std::string fields = "Cache-Control: max-age=60\r\n",
-                                  int64_t now = kNow) {
+std::shared_ptr<const Entry> make(const Req& req, std::string body,
+                                  std::string fields = "Cache-Control: max-age=60\r\n", int64_t now = kNow) {
   Resp r("HTTP/1.1 200 OK\r\n" + fields + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n");
   StoreDecision d = store_decision(false, r.head, 0, now / 1000);
   EXPECT_TRUE(d.store) << d.reason;
@@ -62,7 +64,9 @@ TEST(KeyTest, Pieces) {
 
 TEST(EntryTest, HeadHasLengthAndNoHopByHopFields) {
   Req req;
-  auto e = make(req, "hello", "Cache-Control: max-age=60\r\nConnection: close\r\nAge: 5\r\nX-Cache: HIT\r\nETag: \"e\"\r\n");
+  auto e =
+      make(req, "hello",
+           "Cache-Control: max-age=60\r\nConnection: close\r\nAge: 5\r\nX-Cache: HIT\r\nETag: \"e\"\r\n");
   EXPECT_NE(e->head.find("Content-Length: 5\r\n"), std::string::npos);
   EXPECT_EQ(e->head.find("Connection"), std::string::npos);
   EXPECT_EQ(e->head.find("X-Cache"), std::string::npos);
@@ -88,6 +92,15 @@ TEST(EntryTest, RefreshBy304UpdatesFields) {
   EXPECT_EQ(f->head.find("X-Old: 1"), std::string::npos);
   EXPECT_NE(f->head.find("Content-Length: 4\r\n"), std::string::npos);
   EXPECT_EQ(f->etag, "\"v\"");
+  // A 304 without Date: the entry's Date becomes now, not the first fetch's (or it would be stale).
+  auto dated =
+      make(req, "d", "Cache-Control: max-age=10\r\nETag: \"v\"\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n");
+  Resp bare("HTTP/1.1 304 Not Modified\r\nETag: \"v\"\r\n\r\n");
+  auto later = refresh_entry(*dated, bare.head, false, 0, kNow + 3'600'000);
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->initial_age_ms, 0);
+  EXPECT_TRUE(later->fresh(kNow + 3'605'000));
+  EXPECT_NE(later->head.find("Date: Tue, 14 Nov 2023 23:13:20 GMT"), std::string::npos) << later->head;
   Resp no("HTTP/1.1 304 Not Modified\r\nCache-Control: no-store\r\n\r\n");
   EXPECT_FALSE(refresh_entry(*e, no.head, false, 0, kNow));
 }
@@ -218,8 +231,10 @@ TEST(StoreTest, ManyThreadsInsertAndLookUp) {
           EXPECT_EQ(r.entry->body.size(), 3000u);
         } else if (r.action == Store::Action::kFill) {
           ++fills;
-          if (rng() % 4 == 0) s.release(k);
-          else s.insert(k, make(req, std::string(3000, 'z')));
+          if (rng() % 4 == 0)
+            s.release(k);
+          else
+            s.insert(k, make(req, std::string(3000, 'z')));
         }
       }
     });

@@ -183,3 +183,59 @@ INSTANTIATE_TEST_SUITE_P(Balancers, ProxyNoAllocationTest, ::testing::ValuesIn(k
 
 }  // namespace
 }  // namespace fulcrum::http
+
+// ---- cache hits (src/cache/) ------------------------------------------------------------------
+// Hits, HEAD from a GET entry, a 304 to a conditional request and a Vary-free query key, a
+// thousand times on a keep-alive connection: after the first misses filled the store, a hit takes
+// a shared_ptr copy and writes from the entry, and allocates nothing.
+
+namespace fulcrum::http {
+namespace {
+
+constexpr std::string_view kCacheRequests[] = {
+    "GET /a HTTP/1.1\r\nHost: Shop.Example\r\nUser-Agent: t/1\r\n\r\n",
+    "GET /b?x=1 HTTP/1.1\r\nHost: shop.example\r\nAccept-Encoding: gzip\r\n\r\n",
+    "GET /a HTTP/1.1\r\nHost: shop.example\r\nIf-None-Match: \"nope\", \"x\"\r\n\r\n",
+    "GET /chunked/c HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+};
+
+TEST(CacheNoAllocationTest, ThousandHitsOnKeepAlive) {
+  testing::TinyBackend a;
+  testing::ProxyUnderTest proxy(R"(workers: 1
+listeners:
+  - name: web
+    bind: 127.0.0.1:1
+    protocol: http
+    routes:
+      - backend: app
+        cache: { size: 1MiB, default_ttl: 60s }
+backends:
+  - name: app
+    servers:
+      - { name: a, address: 127.0.0.1:{PORT0} }
+)",
+                                {&a});
+  ASSERT_TRUE(proxy.error.empty()) << proxy.error;
+  testing::TinyClient client(proxy.port);
+  size_t sent = 0, ok = 0;
+  auto round = [&](size_t i) {
+    if (!client.send(kCacheRequests[i % 4])) return false;
+    ++sent;
+    return proxy.run_until([&] {
+      while (ok < sent && client.response_done()) ok += client.status() == 200 ? 1 : 1000000;
+      return ok >= sent || client.closed();
+    }) && ok == sent;
+  };
+  for (size_t i = 0; i < 100; ++i) ASSERT_TRUE(round(i)) << "warm-up round " << i;
+  EXPECT_EQ(a.requests(), 3u);  // /a, /b?x=1 and /chunked/c once each; the rest are hits
+  long before = fulcrum::test::allocations();
+  for (size_t i = 0; i < 1000; ++i) ASSERT_TRUE(round(i)) << "round " << i;
+  long allocations = fulcrum::test::allocations() - before;
+  if (kCounting) {
+    EXPECT_EQ(allocations, 0) << "allocations over 1000 cache hits";
+  }
+  EXPECT_EQ(a.requests(), 3u);
+}
+
+}  // namespace
+}  // namespace fulcrum::http

@@ -15,6 +15,7 @@
 #include <variant>
 #include <vector>
 
+#include "cache/store.h"
 #include "config/loader.h"
 #include "core/event_loop.h"
 #include "core/socket.h"
@@ -203,6 +204,9 @@ class ProxyUnderTest {
     port = local_port(fd->get());
     listener_ = std::make_unique<HttpListener>(
         *ctx_, *cfg_, cfg_->listeners[0], std::shared_ptr<const Router>(std::move(*router)), std::move(*fd));
+    std::vector<std::shared_ptr<cache::Store>> caches;  // as the runtime makes them
+    for (auto& r : cfg_->listeners[0].routes) caches.push_back(r.cache ? cache::make_store(*r.cache) : nullptr);
+    listener_->set_caches(std::move(caches));
   }
   ~ProxyUnderTest() {
     listener_.reset();

@@ -422,3 +422,110 @@ def test_metrics(proxy, origin):
     assert 'fulcrum_cache_misses_total{listener="web"}' in text
     assert 'fulcrum_cache_stored_bytes_total{listener="web"}' in text
     assert "fulcrum_cache_revalidated_total" in text
+
+
+def test_no_cache_response_revalidated_on_every_use(proxy, origin):
+    port, _ = proxy
+
+    def nc(h):
+        if h.headers.get("If-None-Match") == '"n"':
+            return 304, [("ETag", '"n"'), ("Cache-Control", "no-cache")], b""
+        return 200, [("ETag", '"n"'), ("Cache-Control", "no-cache")], b"nc"
+    origin.routes["/nc"] = nc
+    assert xc(get(port, "/nc")[0]) == "MISS"
+    for _ in range(3):
+        r, body = get(port, "/nc")
+        assert xc(r) == "REVALIDATED" and body == b"nc"
+    assert origin.count("/nc") == 4
+
+
+def test_reload_starts_with_an_empty_cache(origin, fulcrum):
+    import os
+    import signal
+    port = free_port()
+    f = fulcrum({"workers": 2, "listeners": [{"name": "web", "bind": "127.0.0.1:%d" % port, "routes": [
+        {"backend": "app", "cache": {"size": "1MiB"}}]}],
+        "backends": [{"name": "app", "health": {"check": "none"},
+                      "servers": [{"name": "o", "address": "127.0.0.1:%d" % origin.port}]}]})
+    origin.routes["/re"] = cached()
+    get(port, "/re")
+    assert xc(get(port, "/re")[0]) == "HIT"
+    os.kill(f.pid, signal.SIGHUP)
+    wait_until(lambda: "reloaded" in f.stderr, 5, what="reload")
+    assert xc(get(port, "/re")[0]) == "MISS"
+    assert xc(get(port, "/re")[0]) == "HIT"
+    assert origin.count("/re") == 2
+
+
+def test_only_if_cached(proxy, origin):
+    port, _ = proxy
+    origin.routes["/oic"] = cached()
+    r, _ = get(port, "/oic", {"Cache-Control": "only-if-cached"})
+    assert r.status == 504 and origin.count("/oic") == 0
+    get(port, "/oic")
+    r, body = get(port, "/oic", {"Cache-Control": "only-if-cached"})
+    assert r.status == 200 and xc(r) == "HIT" and body == b"hello"
+
+
+def test_mixed_load_across_workers(proxy, origin):
+    """Hits, misses, revalidations, Vary variants and invalidating POSTs at once from several
+    threads: every answer has the body its URI and variant should have."""
+    port, _ = proxy
+    import random
+    for i in range(20):
+        path = "/mix/%d" % i
+        origin.routes[path] = (lambda p: lambda h: (
+            200, [("Cache-Control", "max-age=1"), ("ETag", '"%s"' % p), ("Vary", "Accept-Encoding")],
+            (p + ":" + (h.headers.get("Accept-Encoding") or "-")).encode() * 50))(path)
+    errors = []
+
+    def worker(seed):
+        rnd = random.Random(seed)
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            for _ in range(150):
+                path = "/mix/%d" % rnd.randrange(20)
+                enc = rnd.choice(["gzip", "br", "identity"])  # http.client sends identity by default
+                method = "POST" if rnd.random() < 0.05 else "GET"
+                headers = {"Accept-Encoding": enc} if enc else {}
+                c.request(method, path, headers=headers)
+                r = c.getresponse()
+                body = r.read()
+                want = (path + ":" + (enc or "-")).encode() * 50
+                if r.status != 200 or body != want:
+                    errors.append((path, enc, r.status, body[:40]))
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+        finally:
+            c.close()
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:5]
+    assert sum(origin.count("/mix/%d" % i) for i in range(20)) < 8 * 150
+
+
+def test_waiters_stop_waiting_after_five_seconds(proxy, origin):
+    port, _ = proxy
+    calls = {"n": 0, "at": []}
+
+    def first_slow(h):
+        with origin.lock:
+            calls["n"] += 1
+            n = calls["n"]
+            calls["at"].append(time.monotonic())
+        if n == 1:
+            time.sleep(6.5)
+        return 200, [("Cache-Control", "max-age=60")], b"w%d" % n
+    origin.routes["/wait"] = first_slow
+    start = time.monotonic()
+    replies = burst(port, "/wait", 5)
+    took = time.monotonic() - start
+    assert all(r.startswith(b"HTTP/1.1 200") for r in replies)
+    # The four waiters went upstream themselves after 5 s, before the first answer came (6.5 s).
+    assert origin.count("/wait") == 5
+    assert sum(r.endswith(b"w1") for r in replies) == 1
+    assert 6 < took < 12
+    assert all(4.5 < t - calls["at"][0] < 6 for t in calls["at"][1:]), calls["at"]

@@ -171,16 +171,16 @@ def test_unknown_command_fails():
 @pytest.mark.parametrize("setting", ["rate: 10/s", "max_conns_per_client: 5", "deny: [ 192.0.2.0/24 ]",
                                      "allow: [ 127.0.0.0/8 ]"])
 def test_run_refuses_protection_it_does_not_enforce_yet(tmp_path, setting):
-    """A limit written in the config but not enforced would be worse than none: http and tcp
-    listeners enforce protect, udp listeners do not yet."""
+    """A limit written in the config but not enforced would be worse than none: http, https,
+    forward_proxy and tcp listeners enforce protect, udp listeners do not yet."""
     cfg = tmp_path / "p.yaml"
     cfg.write_text("listeners:\n  - name: game\n    bind: 127.0.0.1:%d\n    protocol: udp\n    protect: { %s }\n"
                    "    backend: b\nbackends:\n  - { name: b, servers: [ { name: s1, "
                    "address: '127.0.0.1:9' } ] }\n" % (free_port(), setting))
-    assert run_fulcrum("check", "-c", str(cfg)).returncode == 0  # valid config ...
-    p = run_fulcrum("run", "-c", str(cfg), timeout=10)             # ... that this build will not run
-    assert p.returncode == 1
-    assert re.search(r"p\.yaml:5:\d+: listener 'game': protect\.\w+ is not enforced on udp", p.stderr), p.stderr
+    for cmd in ("check", "run"):  # `check` says what `run` would refuse
+        p = run_fulcrum(cmd, "-c", str(cfg), timeout=10)
+        assert p.returncode == 1
+        assert re.search(r"p\.yaml:5:\d+: listener 'game': protect\.\w+ is not enforced on udp", p.stderr), p.stderr
 
 
 def test_check_refuses_a_protect_rule_regex_that_does_not_compile(tmp_path):
