@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/log.h"
 #include "tls/tls.h"
 
 namespace fulcrum::tls {
@@ -75,6 +76,10 @@ ssize_t TlsTransport::fail(int ret, const char* what) {
       ERR_clear_error();
       const char* r = err ? ERR_reason_error_string(err) : nullptr;
       error_ = std::string(what) + ": " + (r ? r : "TLS error");
+      // A refused handshake (no shared cipher or version, a bad certificate) says why once in a while.
+      if (!SSL_is_init_finished(ssl_))
+        FULCRUM_LOG_LIMITED(kInfo, "tls %s handshake failed: %s", SSL_is_server(ssl_) ? "client" : "backend",
+                            error_.c_str());
       errno = EPROTO;
       return -1;
     }
