@@ -409,7 +409,6 @@ bool ClientConn::step_head() {
     constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     std::string_view got = in_.view().substr(0, kPreface.size());
     if (tr_->alpn() == "h2" || got == kPreface) {
-      ctx_.loop.remove(fd_.get());
       handed_off_ = true;
       start_h2_session(l_, std::move(fd_), std::move(tr_), peer_, in_.view());
       in_.clear();
