@@ -292,7 +292,8 @@ void H2Session::poke(int32_t id, uint32_t events) { pokes_.emplace_back(id, even
 
 void H2Session::run_pokes() {
   if (pokes_.empty()) return;
-  std::vector<std::pair<int32_t, uint32_t>> now;
+  std::vector<std::pair<int32_t, uint32_t>>& now = pokes_running_;  // kept: no allocation per round
+  now.clear();
   now.swap(pokes_);
   for (auto [id, events] : now) {
     auto it = streams_.find(id);
@@ -392,7 +393,6 @@ void H2Session::on_request_headers(H2Stream& s, bool end_stream) {
   }
   r += "Connection: close\r\n\r\n";
   s.fields.clear();
-  s.fields.shrink_to_fit();
   s.req_method = s.method == "HEAD" ? Method::kHead : s.method == "CONNECT" ? Method::kConnect : Method::kGet;
   s.req_end = end_stream;
   s.conn = start_stream_exchange(l_, make_stream_transport(&s), peer_);
