@@ -170,21 +170,29 @@ H2Session::H2Session(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, cons
                close("idle timeout");
              }),
       flush_(l.ctx_.loop, [this] { drive(); }) {
-  nghttp2_session_callbacks* cb;
-  nghttp2_session_callbacks_new(&cb);
-  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, &H2Callbacks::begin_headers);
-  nghttp2_session_callbacks_set_on_header_callback(cb, &H2Callbacks::header);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &H2Callbacks::frame_recv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, &H2Callbacks::data_chunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cb, &H2Callbacks::stream_close);
-  nghttp2_option* opt;
-  nghttp2_option_new(&opt);
-  // Windows are given back as ClientConn reads the body (consumed()), not as DATA arrives: a
-  // client can then send no faster than the backend takes it.
-  nghttp2_option_set_no_auto_window_update(opt, 1);
-  nghttp2_session_server_new2(&ng_, cb, this, opt);
-  nghttp2_option_del(opt);
-  nghttp2_session_callbacks_del(cb);
+  // Made once per thread (they are read-only once set): not on every connection's path.
+  struct Setup {
+    nghttp2_session_callbacks* cb = nullptr;
+    nghttp2_option* opt = nullptr;
+    Setup() {
+      nghttp2_session_callbacks_new(&cb);
+      nghttp2_session_callbacks_set_on_begin_headers_callback(cb, &H2Callbacks::begin_headers);
+      nghttp2_session_callbacks_set_on_header_callback(cb, &H2Callbacks::header);
+      nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &H2Callbacks::frame_recv);
+      nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, &H2Callbacks::data_chunk);
+      nghttp2_session_callbacks_set_on_stream_close_callback(cb, &H2Callbacks::stream_close);
+      nghttp2_option_new(&opt);
+      // Windows are given back as ClientConn reads the body (consumed()), not as DATA arrives:
+      // a client can then send no faster than the backend takes it.
+      nghttp2_option_set_no_auto_window_update(opt, 1);
+    }
+    ~Setup() {
+      nghttp2_option_del(opt);
+      nghttp2_session_callbacks_del(cb);
+    }
+  };
+  static thread_local Setup setup;
+  nghttp2_session_server_new2(&ng_, setup.cb, this, setup.opt);
 }
 
 H2Session::~H2Session() {
@@ -195,7 +203,9 @@ void H2Session::start(std::string_view already_read) {
   nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
                                  {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kInitialWindow}};
   nghttp2_submit_settings(ng_, NGHTTP2_FLAG_NONE, iv, 2);
-  if (!l_.ctx_.loop.add(fd_.get(), this)) return close("epoll");
+  // The descriptor is registered already (for the ClientConn that found HTTP/2): one call moves
+  // it to us, and reports at once what is ready (EPOLL_CTL_MOD re-checks, as ADD does).
+  if (!l_.ctx_.loop.modify(fd_.get(), this, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)) return close("epoll");
   timer_.arm(l_.idle_timeout_);
   if (!already_read.empty() &&
       nghttp2_session_mem_recv(ng_, reinterpret_cast<const uint8_t*>(already_read.data()), already_read.size()) < 0)
@@ -283,7 +293,8 @@ void H2Session::poke(int32_t id, uint32_t events) { pokes_.emplace_back(id, even
 
 void H2Session::run_pokes() {
   if (pokes_.empty()) return;
-  std::vector<std::pair<int32_t, uint32_t>> now;
+  std::vector<std::pair<int32_t, uint32_t>>& now = pokes_running_;  // kept: no allocation per round
+  now.clear();
   now.swap(pokes_);
   for (auto [id, events] : now) {
     auto it = streams_.find(id);
@@ -383,7 +394,6 @@ void H2Session::on_request_headers(H2Stream& s, bool end_stream) {
   }
   r += "Connection: close\r\n\r\n";
   s.fields.clear();
-  s.fields.shrink_to_fit();
   s.req_method = s.method == "HEAD" ? Method::kHead : s.method == "CONNECT" ? Method::kConnect : Method::kGet;
   s.req_end = end_stream;
   s.conn = start_stream_exchange(l_, make_stream_transport(&s), peer_);

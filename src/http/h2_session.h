@@ -107,7 +107,8 @@ class H2Session final : public IoHandler, public Deferred {
   protect::ConnHold hold_;
   nghttp2_session* ng_ = nullptr;
   std::unordered_map<int32_t, H2Stream*> streams_;
-  std::vector<std::pair<int32_t, uint32_t>> pokes_;
+  std::vector<std::pair<int32_t, uint32_t>> pokes_;  // exchanges to tell of stream events, after nghttp2 returns
+  std::vector<std::pair<int32_t, uint32_t>> pokes_running_;
   std::string out_;  // frames not yet written
   size_t out_off_ = 0;
   Timer timer_;

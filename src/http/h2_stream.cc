@@ -125,10 +125,9 @@ size_t StreamTransport::feed(std::string_view part) {
     s->body = head.body;
     s->left = head.content_length;
     s->session->submit_response(*s, head);
-    std::string rest = s->head.substr(pr.consumed);
+    s->head.erase(0, pr.consumed);  // what is left is body
+    if (!s->head.empty() && !feed_body(s->head)) s->session->reset_stream(*s, NGHTTP2_INTERNAL_ERROR);
     s->head.clear();
-    s->head.shrink_to_fit();
-    if (!rest.empty() && !feed_body(rest)) s->session->reset_stream(*s, NGHTTP2_INTERNAL_ERROR);
   }
   return part.size();
 }

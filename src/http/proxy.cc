@@ -434,7 +434,6 @@ bool ClientConn::step_head() {
     constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     std::string_view got = in_.view().substr(0, kPreface.size());
     if (tr_->alpn() == "h2" || got == kPreface) {
-      ctx_.loop.remove(fd_.get());
       handed_off_ = true;
       start_h2_session(l_, std::move(fd_), std::move(tr_), peer_, in_.view(), std::move(hold_));
       in_.clear();
@@ -482,6 +481,7 @@ bool ClientConn::step_head() {
 void ClientConn::on_request(const RequestHead& head, size_t head_len) {
   fresh_ = false;
   observe_request(l_.metrics_, x_, head);
+  x_.http2 = stream_;
   method_ = head.method;
   client_http10_ = head.version == Version::kHttp10;
   keep_alive_ = head.keep_alive && !l_.stopping_;

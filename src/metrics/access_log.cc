@@ -262,7 +262,7 @@ void AccessLogSink::http(std::string_view listener, const SocketAddress& client,
       append_clf_escaped(buf_, method);
       buf_ += ' ';
       append_clf_escaped(buf_, target);
-      buf_ += x.http10 ? " HTTP/1.0" : " HTTP/1.1";
+      buf_ += x.http2 ? " HTTP/2.0" : x.http10 ? " HTTP/1.0" : " HTTP/1.1";
     }
     buf_ += "\" ";
     append_uint(buf_, static_cast<uint64_t>(status));

@@ -122,6 +122,7 @@ class AccessLogSink;
 struct Exchange {
   bool active = false;
   bool http10 = false;
+  bool http2 = false;  // came as an HTTP/2 stream (set by the proxy after observe_request)
   int backend = -1;  // config index of the backend it was routed to
   int server = -1;   // index of the server it went to (the last one tried)
   int status = 0;    // the response status once known

@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
+#include "core/log.h"
 #include "tls/tls.h"
 
 namespace fulcrum::tls {
@@ -75,6 +77,10 @@ ssize_t TlsTransport::fail(int ret, const char* what) {
       ERR_clear_error();
       const char* r = err ? ERR_reason_error_string(err) : nullptr;
       error_ = std::string(what) + ": " + (r ? r : "TLS error");
+      // A refused handshake (no shared cipher or version, a bad certificate) says why once in a while.
+      if (!SSL_is_init_finished(ssl_))
+        FULCRUM_LOG_LIMITED(kInfo, "tls %s handshake failed: %s", SSL_is_server(ssl_) ? "client" : "backend",
+                            error_.c_str());
       errno = EPROTO;
       return -1;
     }
@@ -100,11 +106,21 @@ ssize_t TlsTransport::read(char* buf, size_t n) {
   return fail(r, "read");
 }
 
-// Two records at most; a head and its first body bytes rarely exceed one (16 KiB).
+// A head and its first body bytes go in one record when they fit (one write, one MAC), else as
+// two writes. A retry after EAGAIN comes with the same bytes at the front (the caller consumes
+// nothing until a write succeeds), which is what SSL_write asks of a retry; the buffer may move.
 ssize_t TlsTransport::write2(std::string_view a, std::string_view b, bool) {
   if (shut_) {
     errno = EPIPE;
     return -1;
+  }
+  static thread_local char joined[16384];
+  if (!a.empty() && !b.empty() && a.size() < sizeof(joined)) {
+    size_t n = std::min(a.size() + b.size(), sizeof(joined));
+    std::memcpy(joined, a.data(), a.size());
+    std::memcpy(joined + a.size(), b.data(), n - a.size());
+    a = std::string_view(joined, n);
+    b = {};
   }
   size_t total = 0;
   for (std::string_view part : {a, b}) {

@@ -498,6 +498,21 @@ backends:
   EXPECT_TRUE(cfg->backends[0].servers[1].backup);
 }
 
+TEST(LoaderValid, BackendTlsCaIsAPathFromTheConfigFolder) {
+  auto cfg = load_ok(R"(
+listeners:
+  - { name: web, bind: 127.0.0.1:8080, routes: [ { backend: app } ] }
+backends:
+  - name: app
+    tls: { sni: app.internal, ca: certs/ca.pem }
+    servers: [ { name: s, address: 127.0.0.1:1 } ]
+)");
+  ASSERT_TRUE(cfg);
+  ASSERT_TRUE(cfg->backends[0].tls);
+  EXPECT_TRUE(cfg->backends[0].tls->verify);  // on unless turned off
+  EXPECT_EQ(cfg->backends[0].tls->ca, cfg->dir + "/certs/ca.pem");
+}
+
 TEST(LoaderValid, TcpAndUdpMayShareAPort) {
   EXPECT_EQ(error_of(R"(
 listeners:

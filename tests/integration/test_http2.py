@@ -42,7 +42,9 @@ def start_all(fulcrum, backend, tmp_path, workers=2):
     b = backend("http", "app1")
     tls_port, plain_port = free_port(), free_port()
     routes = [{"match": {"path_prefix": "/static/"}, "static": {"root": str(tmp_path)}}, {"backend": "app"}]
-    f = fulcrum(config(tls_port, plain_port, [cert], routes, [app_backend(b)], workers=workers))
+    cfg = config(tls_port, plain_port, [cert], routes, [app_backend(b)], workers=workers)
+    cfg["access_log"] = {"path": "access.log", "format": "combined"}
+    f = fulcrum(cfg)
     return f, b, tls_port, plain_port, data
 
 
@@ -76,6 +78,10 @@ def test_h2_over_tls_and_h2c_share_the_http_path(fulcrum, backend, tmp_path):
         assert status == 200 and len(body) == 1000000
         status, version, body = curl(base + "/until-close?bytes=70000", flag)
         assert status == 200 and len(body) == 70000
+    # The access log says which protocol each request came in.
+    log = (f.workdir / "access.log")
+    wait_until(lambda: log.exists() and b"HTTP/2.0" in log.read_bytes(), 5, what="access log line")
+    assert b'"GET /headers HTTP/2.0" 200' in log.read_bytes()
     # HTTP/1.1 still works on both.
     status, version, body = curl("https://127.0.0.1:%d/" % tls_port, "--http1.1")
     assert (status, version) == (200, "1.1")

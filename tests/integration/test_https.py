@@ -279,3 +279,29 @@ def test_handshake_bounded_by_header_timeout(fulcrum, backend, certs):
     # A client that completes the handshake is served.
     code, body = curl("https://127.0.0.1:%d/" % port, "--http1.1")
     assert code == 0 and body == b"app1\n"
+
+
+def test_uploads_and_upgrade_over_tls(fulcrum, backend, certs):
+    port = free_port()
+    b = backend("http", "app1")
+    fulcrum(https_config(port, certs, [{"backend": "app"}], [app_backend(b)]))
+    upload = os.urandom(400000)
+    for extra in (["--data-binary", "@-"], ["-T", "-", "-H", "Transfer-Encoding: chunked"]):
+        r = subprocess.run(["curl", "-sk", "--http1.1", "--max-time", "10", *extra,
+                            "https://127.0.0.1:%d/sha256" % port], input=upload, capture_output=True)
+        assert json.loads(r.stdout)["sha256"] == hashlib.sha256(upload).hexdigest(), extra
+    # An Upgrade (101) tunnel over TLS: raw bytes both ways.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port)) as raw, ctx.wrap_socket(raw) as s:
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(4096)
+        assert data.startswith(b"HTTP/1.1 101")
+        rest = data.split(b"\r\n\r\n", 1)[1]
+        s.sendall(b"ping-over-tls")
+        while len(rest) < len(b"ping-over-tls"):
+            rest += s.recv(4096)
+        assert rest == b"ping-over-tls"
