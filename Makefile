@@ -46,7 +46,7 @@ fuzz: deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh build-fuzz
 
 bench: build
-	bench/run.sh
+	MODE=$${MODE:-all} bench/run.sh
 	bench/dns.sh
 	bench/h2.sh
 

@@ -29,10 +29,35 @@ def fulcrum_bin():
     return os.path.abspath(os.environ.get("FULCRUM_BIN") or str(REPO / "build" / "fulcrum"))
 
 
+# Ports are handed out below the kernel's ephemeral range (32768-60999 here): a port the kernel
+# picked for `bind(0)` may be given to a client socket of a later test before fulcrum binds it,
+# which tests that open many connections (floods, load loops) made likely. Each test process
+# starts at its own place in 10000-31999 and never hands a port out twice.
+_PORT_LOW, _PORT_SPAN = 10000, 22000
+_next_port = [_PORT_LOW + (os.getpid() * 7919) % _PORT_SPAN]
+_given_ports = set()
+
+
+def _bindable(host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):  # dns listeners take both
+        with socket.socket(family, kind) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
 def free_port(host="127.0.0.1"):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(_PORT_SPAN):
+        port = _next_port[0]
+        _next_port[0] = _PORT_LOW + (port - _PORT_LOW + 1) % _PORT_SPAN
+        if port not in _given_ports and _bindable(host, port):
+            _given_ports.add(port)
+            return port
+    raise RuntimeError("no free port in %d-%d" % (_PORT_LOW, _PORT_LOW + _PORT_SPAN - 1))
 
 
 def wait_until(pred, timeout, interval=0.02, what="condition"):
