@@ -290,6 +290,7 @@ void AccessLogSink::http(std::string_view listener, const SocketAddress& client,
   buf_ += '"';
   json_field(buf_, "method", method);
   json_field(buf_, "path", target);
+  json_field(buf_, "protocol", x.http2 ? "HTTP/2.0" : x.http10 ? "HTTP/1.0" : "HTTP/1.1");
   buf_ += ",\"status\":";
   append_uint(buf_, static_cast<uint64_t>(status));
   buf_ += ",\"bytes\":";

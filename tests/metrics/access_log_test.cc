@@ -95,6 +95,7 @@ TEST(AccessLogTest, JsonAndTcpLinesReachTheFile) {
   EXPECT_EQ(a["client"], "192.0.2.7");
   EXPECT_EQ(a["method"], "GET");
   EXPECT_EQ(a["path"], "/a?b=\"c\"");
+  EXPECT_EQ(a["protocol"], "HTTP/1.1");
   EXPECT_EQ(a["status"], 200);
   EXPECT_EQ(a["bytes"], 123);
   EXPECT_DOUBLE_EQ(a["duration_ms"].get<double>(), 1.5);
