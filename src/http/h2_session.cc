@@ -36,7 +36,7 @@ struct H2Callbacks {
   static int begin_headers(nghttp2_session* ng, const nghttp2_frame* f, void* ud) {
     auto* self = static_cast<H2Session*>(ud);
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-    auto* s = new H2Stream();
+    auto* s = new_h2_stream();
     s->session = self;
     s->id = f->hd.stream_id;
     self->streams_[s->id] = s;
@@ -118,7 +118,7 @@ struct H2Callbacks {
     s->closed = true;
     if (s->conn_gone || !s->conn) {  // done, or never got as far as an exchange
       self->streams_.erase(it);
-      delete s;
+      free_h2_stream(s);
     } else {
       self->poke(id, EPOLLIN | EPOLLOUT | EPOLLHUP);  // the exchange learns on its next read or write
     }
@@ -148,6 +148,44 @@ struct H2Callbacks {
     return static_cast<ssize_t>(n);
   }
 };
+
+namespace {
+
+struct StreamPool {
+  static constexpr size_t kMax = 1024;  // enough for several connections at the stream limit
+  std::vector<H2Stream*> free;
+  ~StreamPool() {
+    for (H2Stream* s : free) delete s;
+  }
+};
+thread_local StreamPool t_streams;
+
+}  // namespace
+
+H2Stream* new_h2_stream() {
+  if (t_streams.free.empty()) return new H2Stream();
+  H2Stream* s = t_streams.free.back();
+  t_streams.free.pop_back();
+  return s;
+}
+
+void free_h2_stream(H2Stream* s) {
+  if (t_streams.free.size() >= StreamPool::kMax) {
+    delete s;
+    return;
+  }
+  // A fresh stream, but with the strings' buffers of the old one.
+  std::string* keep[] = {&s->method, &s->path, &s->authority, &s->fields, &s->cookie, &s->req, &s->head, &s->data};
+  std::string saved[std::size(keep)];
+  for (size_t i = 0; i < std::size(keep); ++i) {
+    saved[i].swap(*keep[i]);
+    saved[i].clear();
+    if (saved[i].capacity() > 16 * 1024) std::string().swap(saved[i]);  // a big body's buffer goes back
+  }
+  *s = H2Stream();
+  for (size_t i = 0; i < std::size(keep); ++i) keep[i]->swap(saved[i]);
+  t_streams.free.push_back(s);
+}
 
 void start_h2_session(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, const SocketAddress& peer,
                       std::string_view already_read, protect::ConnHold hold) {
@@ -322,7 +360,7 @@ void H2Session::stream_released(H2Stream* s) {
   }
   if (s->closed) {
     streams_.erase(s->id);
-    delete s;
+    free_h2_stream(s);
   }
   schedule_flush();
 }
@@ -345,10 +383,12 @@ void H2Session::response_ready(H2Stream& s) {
 // HEADERS for a final response: the status, and the fields but those HTTP/2 forbids
 // (connection-specific ones, RFC 9113 8.2.2), names in lower case.
 void H2Session::submit_response(H2Stream& s, const ResponseHead& head) {
-  char status[8];
-  std::snprintf(status, sizeof(status), "%03d", head.status % 1000);
+  int code = head.status % 1000;
+  char status[4] = {static_cast<char>('0' + code / 100), static_cast<char>('0' + code / 10 % 10),
+                    static_cast<char>('0' + code % 10), 0};
   std::array<nghttp2_nv, 101> nva;
-  std::string names;  // lower-cased names, back to back
+  std::string& names = names_;  // lower-cased names, back to back (nghttp2 copies them)
+  names.clear();
   size_t total = 0;
   for (const Header& h : head.headers) total += h.name.size();
   names.reserve(total);
@@ -385,9 +425,17 @@ void H2Session::on_request_headers(H2Stream& s, bool end_stream) {
   r += ' ';
   r += s.method == "CONNECT" ? s.authority : s.path;
   r += " HTTP/1.1\r\n";
-  if (!s.has_host && !s.authority.empty()) r += "Host: " + s.authority + "\r\n";
+  if (!s.has_host && !s.authority.empty()) {
+    r += "Host: ";
+    r += s.authority;
+    r += "\r\n";
+  }
   r += s.fields;
-  if (!s.cookie.empty()) r += "Cookie: " + s.cookie + "\r\n";
+  if (!s.cookie.empty()) {
+    r += "Cookie: ";
+    r += s.cookie;
+    r += "\r\n";
+  }
   if (!end_stream && !s.has_length) {
     s.chunked = true;
     r += "Transfer-Encoding: chunked\r\n";
@@ -421,7 +469,7 @@ void H2Session::close(const char* why) {
     s->session = nullptr;
     s->closed = true;
     if (s->conn_gone || !s->conn) {
-      delete s;
+      free_h2_stream(s);
       continue;
     }
     s->conn->on_io(EPOLLIN | EPOLLOUT | EPOLLHUP | EPOLLERR);  // it fails and closes, freeing s

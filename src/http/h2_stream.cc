@@ -39,7 +39,7 @@ StreamTransport::~StreamTransport() {
   s->conn = nullptr;
   s->conn_gone = true;
   if (!s->session) {  // the session went first: the stream is ours to free
-    delete s;
+    free_h2_stream(s);
     return;
   }
   // Closed without a whole response: the client must not take a part for all of it.
