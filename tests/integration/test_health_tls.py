@@ -9,7 +9,7 @@ import json
 from harness import free_port, tcp_config, wait_until
 from test_https import make_cert
 
-HEALTH = {"check": "http", "path": "/health", "interval": "200ms", "timeout": "500ms", "rise": 1, "fall": 1}
+HEALTH = {"check": "http", "path": "/health", "interval": "500ms", "timeout": "500ms", "rise": 1, "fall": 1}
 
 
 def servers(admin):
