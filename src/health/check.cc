@@ -26,6 +26,8 @@ constexpr ReasonRow kReasons[] = {
     {"ICMPTOUT", "no ICMP echo reply"},
     {"ICMPUNR", "ICMP destination unreachable"},
     {"SOCKERR", "local error starting the check"},
+    {"L6TOUT", "TLS handshake timeout"},
+    {"L6RSP", "TLS handshake failed"},
 };
 static_assert(std::size(kReasons) == kReasonCount);
 }  // namespace

@@ -32,6 +32,8 @@ enum class Reason : uint8_t {
   kIcmpTimeout,      // ICMPTOUT no echo reply within the timeout
   kIcmpUnreachable,  // ICMPUNR  destination or host unreachable
   kLocalError,       // SOCKERR  we could not run the check (descriptors, privileges, memory)
+  kL6Timeout,        // L6TOUT   connected, TLS handshake not done within the timeout
+  kL6Error,          // L6RSP    TLS handshake failed (refused, not TLS, certificate not verified)
   kCount
 };
 inline constexpr size_t kReasonCount = static_cast<size_t>(Reason::kCount);

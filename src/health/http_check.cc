@@ -1,7 +1,11 @@
 // The `http` check: connect, send `GET path` with Connection: close, and read the response with
 // a small strict reader of our own (status line, headers, then the body by Content-Length,
 // chunked or to EOF). It passes when the status is in expect_status and, if expect_body is set,
-// the first 64 KiB of the body contain it. Health thread only.
+// the first 64 KiB of the body contain it. On a backend with `tls:` the same request goes over
+// TLS (HAProxy's check-ssl): StreamProbe does the handshake with a client context built from the
+// backend's verify/sni/ca by tls::ClientContext::build, the function the proxy's upstream
+// connections use, so a check verifies exactly as live traffic does. Health thread only, but for
+// make_http_check (the thread that builds the service).
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -12,6 +16,7 @@
 #include "config/config.h"
 #include "health/kinds.h"
 #include "health/stream_probe.h"
+#include "tls/tls.h"
 #include "upstream/server.h"
 
 namespace fulcrum::health {
@@ -47,8 +52,9 @@ int parse_status_line(std::string_view line) {
 
 class HttpProbe final : public StreamProbe {
  public:
-  HttpProbe(EventLoop& loop, Done done, const config::Health& cfg, std::string request)
-      : StreamProbe(loop, std::move(done)), cfg_(cfg), request_(std::move(request)) {}
+  HttpProbe(EventLoop& loop, Done done, const tls::ClientContext* tls, const config::Health& cfg,
+            std::string request)
+      : StreamProbe(loop, std::move(done), tls), cfg_(cfg), request_(std::move(request)) {}
 
  private:
   enum class Phase { kStatus, kHeaders, kBody, kChunkSize, kChunkData, kChunkEnd };
@@ -57,28 +63,28 @@ class HttpProbe final : public StreamProbe {
   void on_connected() override { send_request(); }
 
   void on_ready(uint32_t events) override {
-    if (events & EPOLLOUT) send_request();
+    if (tls() || (events & EPOLLOUT)) send_request();
     if (finished()) return;
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read_response();
+    if (tls() || (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) read_response();
   }
 
   void send_request() {
     while (sent_ < request_.size()) {
-      ssize_t n = ::send(fd(), request_.data() + sent_, request_.size() - sent_, MSG_NOSIGNAL);
+      ssize_t n = io_send(request_.data() + sent_, request_.size() - sent_);
       if (n > 0) {
         sent_ += static_cast<size_t>(n);
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN) return;  // the next EPOLLOUT edge resumes
-      return finish({Reason::kL7Bad, std::string("sending the request: ") + strerror(errno)});
+      return finish({Reason::kL7Bad, "sending the request: " + io_error(errno)});
     }
   }
 
   void read_response() {
     char chunk[16 * 1024];
     for (;;) {
-      ssize_t n = ::recv(fd(), chunk, sizeof(chunk), 0);
+      ssize_t n = io_recv(chunk, sizeof(chunk));
       if (n > 0) {
         in_.append(chunk, static_cast<size_t>(n));
         parse(false);
@@ -89,7 +95,7 @@ class HttpProbe final : public StreamProbe {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) return;
       if (phase_ == Phase::kStatus)
-        return finish({Reason::kL7Bad, std::string("reading the response: ") + strerror(errno)});
+        return finish({Reason::kL7Bad, "reading the response: " + io_error(errno)});
       return parse(true);  // reset mid-body: judge what arrived
     }
   }
@@ -311,16 +317,23 @@ class HttpProbe final : public StreamProbe {
 
 class HttpCheck final : public Check {
  public:
-  HttpCheck(const config::Health& cfg, EventLoop& loop) : cfg_(cfg), loop_(loop) {}
+  HttpCheck(const config::Health& cfg, EventLoop& loop, std::shared_ptr<const tls::ClientContext> tls,
+            std::string tls_error)
+      : cfg_(cfg), loop_(loop), tls_(std::move(tls)), tls_error_(std::move(tls_error)) {}
 
   std::unique_ptr<Probe> probe(const upstream::Server& server, Done done) override {
+    // The context could not be built (the proxy refuses such a config at start; a test may not).
+    if (!tls_error_.empty()) {
+      done({Reason::kLocalError, tls_error_});
+      return nullptr;
+    }
     // Host: the configured name, else the address as written (RFC 9110 section 7.2: host and port).
     const std::string& host = !cfg_.host.empty()               ? cfg_.host
                               : !server.address_text().empty() ? server.address_text()
                                                                : server.address().to_string();
     std::string request = "GET " + cfg_.path + " HTTP/1.1\r\nHost: " + host +
                           "\r\nConnection: close\r\nUser-Agent: fulcrum-health\r\nAccept: */*\r\n\r\n";
-    auto p = std::make_unique<HttpProbe>(loop_, std::move(done), cfg_, std::move(request));
+    auto p = std::make_unique<HttpProbe>(loop_, std::move(done), tls_.get(), cfg_, std::move(request));
     p->start(server.address());
     return p;
   }
@@ -329,12 +342,23 @@ class HttpCheck final : public Check {
  private:
   const config::Health& cfg_;
   EventLoop& loop_;
+  std::shared_ptr<const tls::ClientContext> tls_;  // null: plain HTTP
+  std::string tls_error_;
 };
 
 }  // namespace
 
 std::unique_ptr<Check> make_http_check(const upstream::Backend& backend, EventLoop& loop) {
-  return std::make_unique<HttpCheck>(backend.spec().health, loop);
+  const config::Backend& spec = backend.spec();
+  std::shared_ptr<const tls::ClientContext> tls;
+  std::string tls_error;
+  if (spec.tls) {
+    // One context per backend for the check, like the one runtime.cc builds for the workers.
+    auto ctx = tls::ClientContext::build(*spec.tls);
+    if (ctx) tls = std::move(*ctx);
+    else tls_error = "tls: " + ctx.error().message;
+  }
+  return std::make_unique<HttpCheck>(spec.health, loop, std::move(tls), std::move(tls_error));
 }
 
 }  // namespace fulcrum::health

@@ -1,6 +1,7 @@
 // The `tcp` check: a full non-blocking connect to the server's address; it passes once the
 // three-way handshake completes, and the connection is then reset (see StreamProbe::close).
-// Health thread only.
+// On a backend with `tls:` it stays a TCP connect, with no TLS handshake (as HAProxy's plain
+// `check` without `check-ssl`): `check: http` is the one that tests TLS. Health thread only.
 #include "health/kinds.h"
 #include "health/stream_probe.h"
 #include "upstream/server.h"

@@ -30,7 +30,9 @@ Result<std::shared_ptr<const ClientContext>> ClientContext::build(const config::
       if (SSL_CTX_load_verify_locations(x, spec.ca.c_str(), nullptr) != 1) {
         unsigned long e = ERR_get_error();
         ERR_clear_error();
-        return Error{0, "ca '" + spec.ca + "': " + (e ? ERR_reason_error_string(e) : "unreadable")};
+        // Some reasons have no string (a missing file's system error): never append a null.
+        const char* r = e ? ERR_reason_error_string(e) : nullptr;
+        return Error{0, "ca '" + spec.ca + "': " + (r ? r : "unreadable")};
       }
     } else {
       SSL_CTX_set_default_verify_paths(x);

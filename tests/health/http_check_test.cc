@@ -159,5 +159,54 @@ TEST(HttpCheckTest, ClosedPortIsRefusedAtLayer4) {
   EXPECT_EQ(run_probe(*check, loop, *b.servers()[0], Millis(1000)).reason, Reason::kL4Refused);
 }
 
+// A backend with `tls:`: the check speaks TLS, so a server that does not fails at layer 6. (A
+// passing TLS check needs certificates: tests/integration/test_https.py covers it.)
+TEST(HttpCheckTest, TlsBackendAgainstAPlainServerFailsTheHandshake) {
+  testing::Listener l;
+  std::thread server([&] {
+    pollfd p{l.fd.get(), POLLIN, 0};
+    if (poll(&p, 1, 2000) <= 0) return;
+    Fd c(accept4(l.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    std::string reply = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+    send(c.get(), reply.data(), reply.size(), MSG_NOSIGNAL);
+    std::this_thread::sleep_for(Millis(100));
+  });
+  auto spec = backend_spec("http", {l.address()});
+  spec.tls = config::BackendTls{};
+  spec.tls->verify = false;
+  upstream::Backend b(spec);
+  EventLoop loop;
+  auto check = make_http_check(b, loop);
+  Outcome o = run_probe(*check, loop, *b.servers()[0], Millis(1000));
+  server.join();
+  EXPECT_EQ(o.reason, Reason::kL6Error) << o.detail;
+  EXPECT_EQ(o.detail.rfind("tls handshake: ", 0), 0u) << o.detail;
+}
+
+TEST(HttpCheckTest, TlsHandshakeWithASilentServerTimesOutAtLayer6) {
+  testing::Listener l;  // the kernel completes the connect; nobody answers the ClientHello
+  auto spec = backend_spec("http", {l.address()});
+  spec.tls = config::BackendTls{};
+  upstream::Backend b(spec);
+  EventLoop loop;
+  auto check = make_http_check(b, loop);
+  Outcome o = run_probe(*check, loop, *b.servers()[0], Millis(200));
+  EXPECT_EQ(o.reason, Reason::kL6Timeout) << o.detail;
+  EXPECT_EQ(o.detail, "timeout after 200ms in the tls handshake");
+}
+
+TEST(HttpCheckTest, TlsWithAnUnreadableCaFailsLocally) {
+  testing::Listener l;
+  auto spec = backend_spec("http", {l.address()});
+  spec.tls = config::BackendTls{};
+  spec.tls->ca = "/nonexistent/ca.pem";
+  upstream::Backend b(spec);
+  EventLoop loop;
+  auto check = make_http_check(b, loop);
+  Outcome o = run_probe(*check, loop, *b.servers()[0], Millis(200));
+  EXPECT_EQ(o.reason, Reason::kLocalError) << o.detail;
+  EXPECT_NE(o.detail.find("/nonexistent/ca.pem"), std::string::npos) << o.detail;
+}
+
 }  // namespace
 }  // namespace fulcrum::health
