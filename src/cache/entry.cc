@@ -1,24 +1,16 @@
 // Entries: building from a response, refreshing with a 304, Vary matching (entry.h). Any thread.
 #include "cache/entry.h"
+#include "core/ascii.h"
 
 #include <array>
 
 namespace fulcrum::cache {
 namespace {
 
+using ascii::iequals;
+
 using http::Header;
 using http::HeaderToken;
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
-    if (x != y) return false;
-  }
-  return true;
-}
 
 // Fields never stored: framing and hop-by-hop ones are the connection's, Age and X-Cache are
 // made fresh on every hit.

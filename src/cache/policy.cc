@@ -1,5 +1,6 @@
 // RFC 9111 parsing and decisions (policy.h). Pure functions; any thread.
 #include "cache/policy.h"
+#include "core/ascii.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -7,17 +8,11 @@
 namespace fulcrum::cache {
 namespace {
 
+using ascii::iequals;
+
 using http::Header;
 using http::HeaderToken;
 
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);

@@ -1,6 +1,7 @@
 // The agent reply parser (agent_reply.h). Pure: no allocation but the error text, no state; any
 // thread.
 #include "health/agent_reply.h"
+#include "core/ascii.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -10,21 +11,14 @@
 namespace fulcrum::health {
 namespace {
 
+using ascii::iequals;
+using ascii::istarts_with;
+
 using upstream::AgentReport;
 using upstream::AgentState;
 
 bool is_sep(char c) { return c == ' ' || c == '\t' || c == ','; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == y; });
-}
-
-bool istarts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
-}
 
 Error malformed(std::string why) { return Error{0, std::move(why)}; }
 

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "config/config.h"
+#include "core/ascii.h"
 #include "health/kinds.h"
 #include "health/stream_probe.h"
 #include "tls/tls.h"
@@ -21,6 +22,8 @@
 
 namespace fulcrum::health {
 namespace {
+
+using ascii::iequals;
 
 // Bounds: a health response is small. The head gets 16 KiB (generous for a status endpoint; a
 // proxy's default limit is 8-32 KiB); the body is searched in its first 64 KiB only, so a server
@@ -34,11 +37,6 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return (x | 0x20) == (y | 0x20); });
 }
 
 // status-line = HTTP-version SP status-code SP [ reason-phrase ]  (RFC 9112 section 4). We also

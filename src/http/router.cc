@@ -1,4 +1,5 @@
 #include "http/router.h"
+#include "core/ascii.h"
 
 #include <re2/re2.h>
 
@@ -10,7 +11,6 @@ struct Router::Compiled {
 };
 
 namespace {
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -28,13 +28,6 @@ std::string_view host_only(std::string_view host) {
   return colon == std::string_view::npos ? host : host.substr(0, colon);
 }
 }  // namespace
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
 
 bool find_header(std::span<const Header> headers, std::string_view name, std::string_view* value) {
   for (auto& h : headers)

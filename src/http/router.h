@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "core/ascii.h"
 #include "core/result.h"
 #include "http/h1_parser.h"
 
@@ -27,7 +28,7 @@ struct RouteInput {
 };
 
 // Case-insensitive ASCII comparison (header names, host names).
-bool iequals(std::string_view a, std::string_view b);
+using ascii::iequals;
 // The first value of a header, or nullptr-like empty with found=false.
 bool find_header(std::span<const Header> headers, std::string_view name, std::string_view* value);
 // A query parameter's raw value, or false.

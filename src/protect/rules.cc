@@ -40,16 +40,6 @@ std::unique_ptr<Rules> Rules::build(const std::vector<config::Rule>& rules,
   return out;
 }
 
-bool Rules::iequal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
-    if (x != y && (x | 0x20) != (y | 0x20)) return false;
-    if (x != y && !((x | 0x20) >= 'a' && (x | 0x20) <= 'z')) return false;
-  }
-  return true;
-}
-
 // Parameters as sent: "a=1&b=%2e" gives (a, "1") and (b, "%2e"); a name without '=' has an empty
 // value. Names compare exactly (no decoding), so a client spelling a name in %-escapes is not
 // matched by name; a path_regex on the whole target catches that if it matters.

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "core/ascii.h"
 
 namespace fulcrum::protect {
 
@@ -43,7 +44,7 @@ class Rules {
           break;
         case Kind::kHeader:
           for (const auto& h : headers)
-            if (iequal(h.name, r.name) && RE2::PartialMatch(h.value, *r.re)) {
+            if (ascii::iequals(h.name, r.name) && RE2::PartialMatch(h.value, *r.re)) {
               hit = true;
               break;
             }
@@ -69,7 +70,6 @@ class Rules {
     bool deny;
     std::string text;
   };
-  static bool iequal(std::string_view a, std::string_view b);
   static bool query_matches(std::string_view target, const Compiled& r);
 
   std::vector<Compiled> rules_;
