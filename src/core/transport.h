@@ -1,6 +1,6 @@
 // Transport: how a connection moves bytes, whatever carries them: a plain socket, TLS over a
 // socket (src/tls/), or an HTTP/2 stream in memory (src/http/h2_stream.h). The HTTP state machine
-// (src/http/proxy.cc) talks only to this, so one code path serves every wire. A transport never
+// (src/http/client_conn.h) talks only to this, so one code path serves every wire. A transport never
 // owns the descriptor it writes to; its owner closes that. Worker thread only.
 #pragma once
 #include <sys/types.h>

@@ -32,7 +32,7 @@ struct RequestForward {
                                    // client's Host field (RFC 9112 3.2.2)
   std::string_view client_ip;      // appended to X-Forwarded-For
   bool https = false;              // X-Forwarded-Proto
-  bool strip_expect = false;       // we answer "100-continue" ourselves (see proxy.cc)
+  bool strip_expect = false;       // we answer "100-continue" ourselves (see exchange.cc)
   bool strip_conditionals = false; // the cache fetches whole responses: If-None-Match and
                                    // If-Modified-Since of the client are left out
   std::string_view extra_fields;   // complete field lines added (the cache's validators)

@@ -1,5 +1,5 @@
 // Glue between the HTTP proxy and the metrics module: what a request head gives the access log.
-// Kept out of proxy.cc so the proxy only makes one call per request. Worker thread only.
+// Kept out of the client connection (client_conn.h) so the proxy only makes one call per request. Worker thread only.
 #pragma once
 #include "http/h1_parser.h"
 #include "metrics/metrics.h"
