@@ -186,3 +186,56 @@ def test_bad_preface_and_garbage_close_cleanly(fulcrum, backend, tmp_path):
     s.close()
     status, version, body = curl("http://127.0.0.1:%d/" % plain_port, "--http2-prior-knowledge")
     assert (status, body) == (200, b"app1\n")
+
+
+def test_protect_applies_to_each_http2_stream_and_to_the_connection(fulcrum, backend, tmp_path):
+    """Streams go through the same protection as HTTP/1.1 requests: the rate limit counts each
+    stream (429 with Retry-After), a rule answers 403, and the connection keeps its place in
+    max_conns_per_client after it turns into an HTTP/2 session."""
+    b = backend("http", "app1")
+    port = free_port()
+    protect = {"rate": "1/s", "burst": 3, "max_conns_per_client": 1,
+               "rules": [{"path_regex": r"\.\./", "action": "deny"}]}
+    f = fulcrum({"workers": 1, "listeners": [{"name": "h2c", "bind": "127.0.0.1:%d" % port, "protocol": "http",
+                                              "protect": protect, "routes": [{"backend": "app"}]}],
+                 "backends": [app_backend(b)]})
+    base = "http://127.0.0.1:%d" % port
+    # One connection, six streams at once (nghttp; curl 7.88 cannot reuse an h2c connection):
+    # the burst lets three through, the others get 429.
+    r = subprocess.run(["nghttp", "-n", "-s", "-t", "10"] + ["%s/?i=%d" % (base, i) for i in range(6)],
+                       capture_output=True, timeout=20)
+    rows = [line.split() for line in r.stdout.decode().splitlines() if "/?i=" in line]
+    codes = sorted(row[4] for row in rows)
+    assert codes == ["200"] * 3 + ["429"] * 3, r.stdout.decode()
+    time.sleep(1.2)  # a token back
+    status, version, _ = curl(base + "/a/../b", "--http2-prior-knowledge", "--path-as-is")
+    assert (status, version) == (403, "2")
+    # An h2c connection held open counts as the client's one connection: a second is refused.
+    # (curl's connection above is let go when fulcrum has seen it close: retry until then.)
+    def h2c_session():
+        c = socket.socket()
+        c.settimeout(5)
+        try:
+            c.connect(("127.0.0.1", port))
+            c.sendall(PREFACE + struct.pack(">I", 0)[1:] + b"\x04\x00" + struct.pack(">I", 0))  # empty SETTINGS
+            if c.recv(9):  # the server's SETTINGS: the session holds the connection now
+                return c
+        except OSError:  # reset at accept: the old connection still counts
+            pass
+        c.close()
+        return None
+    s = wait_until(h2c_session, 5, interval=0.1, what="an h2c session")
+    try:
+        second = socket.socket()
+        second.settimeout(5)
+        try:
+            second.connect(("127.0.0.1", port))
+            second.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = second.recv(100)
+        except OSError:
+            got = b""
+        finally:
+            second.close()
+        assert got == b"", got  # closed (reset) at accept
+    finally:
+        s.close()
