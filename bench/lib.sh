@@ -146,11 +146,13 @@ CONF
   if mode_has http; then wait_port haproxy "$HAPROXY_HTTP_PORT"; fi
 }
 
-# --- nginx as a reverse proxy (http scenarios only) ------------------------------------------
-start_nginx_proxy() {
-  local dir=$BENCH_DIR/nginx-proxy port servers=""
+# --- nginx in front of the backends: proxy_pass (http scenarios), proxy_cache (MODE=cache) ------
+# start_nginx_front NAME PORT HTTP_EXTRA LOCATIONS: nginx with THREADS workers, upstream keepalive
+# to the three backends, HTTP_EXTRA in its http block and LOCATIONS in its server block.
+start_nginx_front() {
+  local name=$1 port=$2 http_extra=$3 locations=$4 dir=$BENCH_DIR/$1 p servers=""
   mkdir -p "$dir"
-  for port in "${BACKEND_PORTS[@]}"; do servers+="server 127.0.0.1:$port; "; done
+  for p in "${BACKEND_PORTS[@]}"; do servers+="server 127.0.0.1:$p; "; done
   cat >"$dir/nginx.conf" <<CONF
 daemon off;
 worker_processes $THREADS;
@@ -161,50 +163,38 @@ http {
   access_log off;
   keepalive_requests 1000000;
   upstream app { $servers keepalive 64; }
+  $http_extra
   server {
-    listen 127.0.0.1:$NGINX_HTTP_PORT reuseport backlog=4096;
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
-    # The static-file scenario: nginx serves the same 4 KiB file fulcrum's static route does,
-    # with Debian's default nginx.conf settings for files (sendfile, tcp_nopush).
-    location /static/ { root $BENCH_DIR/site; sendfile on; tcp_nopush on; }
+    listen 127.0.0.1:$port reuseport backlog=4096;
+$locations
   }
 }
 CONF
-  start_bg nginx-proxy nginx -c "$dir/nginx.conf" -p "$dir"
-  wait_port nginx-proxy "$NGINX_HTTP_PORT"
+  start_bg "$name" nginx -c "$dir/nginx.conf" -p "$dir"
+  wait_port "$name" "$port"
+}
+
+start_nginx_proxy() {
+  # The static-file scenario: nginx serves the same 4 KiB file fulcrum's static route does,
+  # with Debian's default nginx.conf settings for files (sendfile, tcp_nopush).
+  start_nginx_front nginx-proxy "$NGINX_HTTP_PORT" "" \
+    '    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location /static/ { root '"$BENCH_DIR"'/site; sendfile on; tcp_nopush on; }'
+}
+
+# The reference for cache hits.
+start_nginx_cache() {
+  mkdir -p "$BENCH_DIR/nginx-cache/cache"
+  start_nginx_front nginx-cache "$NGINX_CACHE_PORT" \
+    "proxy_cache_path $BENCH_DIR/nginx-cache/cache levels=1:2 keys_zone=bench:16m max_size=64m inactive=1h;" \
+    '    location / {
+      proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_cache bench; proxy_cache_lock on;
+      add_header X-Cache $upstream_cache_status;
+    }'
 }
 
 # --- fulcrum: the same backends, the same thread count --------------------------------------
-# nginx with proxy_cache in front of the same backends (MODE=cache): the reference for cache hits.
-start_nginx_cache() {
-  local dir=$BENCH_DIR/nginx-cache port servers=""
-  mkdir -p "$dir/cache"
-  for port in "${BACKEND_PORTS[@]}"; do servers+="server 127.0.0.1:$port; "; done
-  cat >"$dir/nginx.conf" <<CONF
-daemon off;
-worker_processes $THREADS;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream app { $servers keepalive 64; }
-  proxy_cache_path $dir/cache levels=1:2 keys_zone=bench:16m max_size=64m inactive=1h;
-  server {
-    listen 127.0.0.1:$NGINX_CACHE_PORT reuseport backlog=4096;
-    location / {
-      proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_cache bench; proxy_cache_lock on;
-      add_header X-Cache \$upstream_cache_status;
-    }
-  }
-}
-CONF
-  start_bg nginx-cache nginx -c "$dir/nginx.conf" -p "$dir"
-  wait_port nginx-cache "$NGINX_CACHE_PORT"
-}
-
 start_fulcrum() {
   local dir=$BENCH_DIR/fulcrum port i
   mkdir -p "$dir"

@@ -29,8 +29,7 @@ bool unsafe(http::Method m) {
 }  // namespace
 
 Session::Start Session::begin(Store* store, const http::RequestHead& head, std::string_view head_bytes,
-                              const KeyParts& key, EventLoop& loop, const std::function<void()>& wake,
-                              metrics::ListenerMetrics* m) {
+                              const KeyParts& key, metrics::ListenerMetrics* m) {
   bool waited = waited_;  // set by stop_waiting() when this same request waited before
   abort();                // a request before it left nothing pending; this is a safety net
   store_ = store;
@@ -73,8 +72,8 @@ Session::Start Session::begin(Store* store, const http::RequestHead& head, std::
       if (metrics_) metrics_->cache_hit();
       return Start::kServe;
     case Store::Action::kWait:
-      waiter_->loop = &loop;
-      waiter_->wake = wake;
+      waiter_->loop = loop_;
+      waiter_->wake = wake_;
       waiting_ = true;
       return Start::kWait;
     case Store::Action::kFill:

@@ -53,10 +53,16 @@ class Session {
     kNotCached,  // `Cache-Control: only-if-cached` and nothing fresh stored: answer 504 (RFC 9111
                  // 5.2.1.7)
   };
+  // Once, before the first begin(): what runs (on `loop`) when a fill this session waits for is
+  // over. Kept here so that a request does not build a callback on its way past the cache.
+  void set_waker(EventLoop& loop, std::function<void()> wake) {
+    loop_ = &loop;
+    wake_ = std::move(wake);
+  }
   // At a routed request. `store` null: no cache on this route. `head_bytes`: the request head
-  // as received (copied when this request becomes a filler, for Vary). `wake` runs on `loop`.
+  // as received (copied when this request becomes a filler, for Vary).
   Start begin(Store* store, const http::RequestHead& head, std::string_view head_bytes, const KeyParts& key,
-              EventLoop& loop, const std::function<void()>& wake, metrics::ListenerMetrics* m);
+              metrics::ListenerMetrics* m);
   // The waited-for fill is over, or the wait timed out: the next begin() does not wait again.
   void stop_waiting();
 
@@ -97,6 +103,8 @@ class Session {
   void tee_slow(std::string_view raw);
   void choose_reply(const Entry& e);
 
+  EventLoop* loop_ = nullptr;
+  std::function<void()> wake_;
   Store* store_ = nullptr;
   metrics::ListenerMetrics* metrics_ = nullptr;
   std::string key_;  // capacity kept across requests: no allocation per lookup

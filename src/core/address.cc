@@ -91,12 +91,19 @@ std::string_view SocketAddress::ip_bytes() const {
   return {};
 }
 
+bool SocketAddress::write_ip(char* buf, size_t size) const {
+  if (family() == AF_INET)
+    return inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss_)->sin_addr, buf,
+                     static_cast<socklen_t>(size)) != nullptr;
+  if (family() == AF_INET6)
+    return inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss_)->sin6_addr, buf,
+                     static_cast<socklen_t>(size)) != nullptr;
+  return false;
+}
+
 std::string SocketAddress::ip_string() const {
   char buf[INET6_ADDRSTRLEN] = {0};
-  if (family() == AF_INET)
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss_)->sin_addr, buf, sizeof(buf));
-  else if (family() == AF_INET6)
-    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss_)->sin6_addr, buf, sizeof(buf));
+  write_ip(buf, sizeof(buf));
   return buf;
 }
 

@@ -36,6 +36,9 @@ class SocketAddress {
   // The address bytes alone (4 or 16), for hashing and CIDR matching.
   std::string_view ip_bytes() const;
   std::string ip_string() const;  // "1.2.3.4" or "::1"
+  // The same into `buf` (INET6_ADDRSTRLEN bytes at least), without allocating; false, and `buf`
+  // untouched, when this is not an IP address.
+  bool write_ip(char* buf, size_t size) const;
   std::string to_string() const;  // "1.2.3.4:80" or "[::1]:80"
 
   friend bool operator==(const SocketAddress& a, const SocketAddress& b);

@@ -91,7 +91,10 @@ inline void split_target(std::string_view target, TargetForm form, std::string_v
 
 class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner, public OriginWaiter {
  public:
-  ClientConn(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, const SocketAddress& peer);
+  // `peer_ip`: the peer's address as text when the caller has it already (an HTTP/2 session for
+  // its streams); otherwise it is written here.
+  ClientConn(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, const SocketAddress& peer,
+             std::string_view peer_ip = {});
   ~ClientConn() override;
   void start();
   void on_io(uint32_t events) override;

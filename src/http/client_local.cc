@@ -154,8 +154,9 @@ void ClientConn::close(const char* why) {
   ctx_.loop.defer_delete(this);
 }
 
-IoHandler* start_stream_exchange(HttpListener& l, std::unique_ptr<Transport> tr, const SocketAddress& peer) {
-  auto* conn = new ClientConn(l, Fd(), std::move(tr), peer);
+IoHandler* start_stream_exchange(HttpListener& l, std::unique_ptr<Transport> tr, const SocketAddress& peer,
+                                 std::string_view peer_ip) {
+  auto* conn = new ClientConn(l, Fd(), std::move(tr), peer, peer_ip);
   conn->set_stream();
   conn->next_ = l.first_;
   if (l.first_) l.first_->prev_ = conn;

@@ -5,6 +5,25 @@
 namespace fulcrum::http {
 using namespace conn_detail;
 
+namespace {
+
+// Checks chunked framing in `buf` from `*scanned` on (chunks are forwarded as they are, so the
+// decoder only validates): returns how many bytes at the front of `buf` are checked and may go
+// on, or kBadBody.
+size_t scan_chunked(ChunkedDecoder& decoder, std::string_view buf, size_t* scanned) {
+  std::string_view rest = buf.substr(*scanned);
+  while (!rest.empty() && !decoder.done()) {
+    ChunkStep s = decoder.decode(rest);
+    if (s.event == ChunkEvent::kError) return kBadBody;
+    *scanned += s.consumed;
+    rest.remove_prefix(s.consumed);
+    if (s.event == ChunkEvent::kNeedMore) break;
+  }
+  return *scanned;
+}
+
+}  // namespace
+
 // ---- upstream --------------------------------------------------------------------------------
 
 void ClientConn::connect_upstream(upstream::Server* server) {
@@ -113,15 +132,7 @@ void ClientConn::release_upstream(bool reuse) {
 size_t ClientConn::request_body_ready() {
   if (req_body_ == BodyKind::kContentLength) return static_cast<size_t>(std::min<uint64_t>(in_.size(), req_left_));
   if (req_body_ != BodyKind::kChunked) return 0;
-  std::string_view rest = in_.view().substr(req_scanned_);
-  while (!rest.empty() && !req_chunks_.done()) {
-    ChunkStep s = req_chunks_.decode(rest);
-    if (s.event == ChunkEvent::kError) return kBadBody;
-    req_scanned_ += s.consumed;
-    rest.remove_prefix(s.consumed);
-    if (s.event == ChunkEvent::kNeedMore) break;
-  }
-  return req_scanned_;
+  return scan_chunked(req_chunks_, in_.view(), &req_scanned_);
 }
 
 size_t ClientConn::response_body_ready() {
@@ -130,17 +141,7 @@ size_t ClientConn::response_body_ready() {
     case BodyKind::kContentLength: return static_cast<size_t>(std::min<uint64_t>(in.size(), resp_left_));
     case BodyKind::kUntilClose:
     case BodyKind::kTunnel: return in.size();
-    case BodyKind::kChunked: {
-      std::string_view rest = in.view().substr(resp_scanned_);
-      while (!rest.empty() && !resp_chunks_.done()) {
-        ChunkStep s = resp_chunks_.decode(rest);
-        if (s.event == ChunkEvent::kError) return kBadBody;
-        resp_scanned_ += s.consumed;
-        rest.remove_prefix(s.consumed);
-        if (s.event == ChunkEvent::kNeedMore) break;
-      }
-      return resp_scanned_;
-    }
+    case BodyKind::kChunked: return scan_chunked(resp_chunks_, in.view(), &resp_scanned_);
     case BodyKind::kNone: return 0;
   }
   return 0;

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/ascii.h"
 #include "core/log.h"
 #include "http/proxy.h"
 
@@ -208,6 +209,7 @@ H2Session::H2Session(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, cons
                close("idle timeout");
              }),
       flush_(l.ctx_.loop, [this] { drive(); }) {
+  peer_.write_ip(peer_ip_, sizeof(peer_ip_));
   // Made once per thread (they are read-only once set): not on every connection's path.
   struct Setup {
     nghttp2_session_callbacks* cb = nullptr;
@@ -399,7 +401,7 @@ void H2Session::submit_response(H2Stream& s, const ResponseHead& head) {
     if (n == nva.size()) break;
     if (must_strip(head, h)) continue;
     size_t at = names.size();
-    for (char c : h.name) names += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char c : h.name) names += ascii::lower(c);
     std::string_view name(names.data() + at, h.name.size());
     if (name == "transfer-encoding" || name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
         name == "upgrade" || name == "te")
@@ -444,7 +446,7 @@ void H2Session::on_request_headers(H2Stream& s, bool end_stream) {
   s.fields.clear();
   s.req_method = s.method == "HEAD" ? Method::kHead : s.method == "CONNECT" ? Method::kConnect : Method::kGet;
   s.req_end = end_stream;
-  s.conn = start_stream_exchange(l_, make_stream_transport(&s), peer_);
+  s.conn = start_stream_exchange(l_, make_stream_transport(&s), peer_, peer_ip_);
   poke(s.id, EPOLLIN | EPOLLOUT);
 }
 

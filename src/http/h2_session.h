@@ -6,6 +6,7 @@
 // balancing, static files, protection and caching run once, on one path, whatever the wire.
 // Worker thread only.
 #pragma once
+#include <netinet/in.h>
 #include <nghttp2/nghttp2.h>
 
 #include <array>
@@ -109,6 +110,7 @@ class H2Session final : public IoHandler, public Deferred {
   Fd fd_;
   std::unique_ptr<Transport> tr_;
   SocketAddress peer_;
+  char peer_ip_[INET6_ADDRSTRLEN] = {};  // once per connection, for every stream's exchange
   protect::ConnHold hold_;
   nghttp2_session* ng_ = nullptr;
   std::unordered_map<int32_t, H2Stream*> streams_;

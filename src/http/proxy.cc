@@ -24,7 +24,8 @@ HttpContext::HttpContext(EventLoop& l, std::vector<upstream::Backend*> b, std::v
 }
 
 
-ClientConn::ClientConn(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, const SocketAddress& peer)
+ClientConn::ClientConn(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, const SocketAddress& peer,
+                       std::string_view peer_ip)
     : l_(l),
       ctx_(l.ctx_),
       fd_(std::move(fd)),
@@ -37,10 +38,11 @@ ClientConn::ClientConn(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, co
       resume_(l.ctx_.loop, [this] { drive(); }),
       req_parser_(H1Limits{static_cast<size_t>(l.max_header_bytes_)}) {
   // The address text once per connection: X-Forwarded-For needs it on every request.
-  if (peer_.family() == AF_INET)
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(peer_.sa())->sin_addr, peer_ip_, sizeof(peer_ip_));
-  else if (peer_.family() == AF_INET6)
-    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(peer_.sa())->sin6_addr, peer_ip_, sizeof(peer_ip_));
+  if (!peer_ip.empty() && peer_ip.size() < sizeof(peer_ip_))
+    std::memcpy(peer_ip_, peer_ip.data(), peer_ip.size());
+  else
+    peer_.write_ip(peer_ip_, sizeof(peer_ip_));
+  cache_.set_waker(ctx_.loop, [this] { on_cache_wake(); });
 }
 
 ClientConn::~ClientConn() {
@@ -315,7 +317,7 @@ void ClientConn::on_request(const RequestHead& head, size_t head_len) {
   auto r = static_cast<size_t>(route);
   cache::KeyParts key{fwd_https() ? "https" : "http", host, path, query, has_query};
   switch (cache_.begin(r < l_.caches_.size() ? l_.caches_[r].get() : nullptr, head, in_.view().substr(0, head_len),
-                       key, ctx_.loop, [this] { on_cache_wake(); }, l_.metrics_)) {
+                       key, l_.metrics_)) {
     case cache::Session::Start::kServe: in_.consume(head_len); return serve_cached(close_after, "HIT");
     case cache::Session::Start::kWait: return set_state(State::kCacheWait);  // the head stays in in_
     case cache::Session::Start::kNotCached: in_.consume(head_len); return send_local(504, close_after);

@@ -38,10 +38,7 @@ void append_ms(std::string& out, double ms) {
 // The client address without allocating (SocketAddress::ip_string returns a std::string).
 void append_ip(std::string& out, const SocketAddress& a) {
   char buf[INET6_ADDRSTRLEN] = "-";
-  if (a.family() == AF_INET)
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(a.sa())->sin_addr, buf, sizeof(buf));
-  else if (a.family() == AF_INET6)
-    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(a.sa())->sin6_addr, buf, sizeof(buf));
+  a.write_ip(buf, sizeof(buf));
   out.append(buf);
 }
 

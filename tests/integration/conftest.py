@@ -3,6 +3,7 @@ teardown kills every one of them by PID, whatever the test did. When a test fail
 each fulcrum it started is attached to the failure report."""
 import os
 import sys
+import time
 
 import pytest
 
@@ -84,3 +85,15 @@ def backend(request, tmp_path):
     yield start
     for b in started:
         b.kill()
+
+
+@pytest.fixture
+def web(backend, tmp_path):
+    """web(name="a", *backend.py args) -> an http backend whose request log the test can read
+    (harness.log_lines)."""
+    def start(name="a", *args):
+        log = tmp_path / ("requests-%s-%d.log" % (name, time.monotonic_ns()))
+        b = backend("http", name, extra_args=["--request-log", str(log), *args])
+        b.log_path = log
+        return b
+    return start

@@ -538,3 +538,13 @@ def http_request(sock, method, path, headers=None, body=b"", timeout=5.0):
         return status, resp_headers, data
     finally:
         f.close()
+
+
+def log_lines(b, kind):
+    """Lines of kind `kind` ("request", ...) from a web() backend's request log, split as
+    [method, rest]; [] before the log exists."""
+    try:
+        text = b.log_path.read_text()
+    except OSError:
+        return []
+    return [line.split(" ", 3)[1:] for line in text.splitlines() if line.startswith(kind + " ")]

@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from harness import connect, free_port, recv_all, run_fulcrum, tcp_config, to_yaml, wait_until
+from harness import connect, free_port, log_lines, recv_all, tcp_config, wait_until
 
 CURL = shutil.which("curl")
 OPENSSL = shutil.which("openssl")
@@ -34,24 +34,6 @@ def forward_proxy(fulcrum, acl=None, workers=2, admin_port=None):
     cfg = tcp_config({}, [listener], workers=workers, **top)
     del cfg["backends"]
     return fulcrum(cfg), port
-
-
-@pytest.fixture
-def web(backend, tmp_path):
-    def start(name="a"):
-        log = tmp_path / ("requests-%s-%d.log" % (name, time.monotonic_ns()))
-        b = backend("http", name, extra_args=["--request-log", str(log)])
-        b.log_path = log
-        return b
-    return start
-
-
-def log_lines(b, kind):
-    try:
-        text = b.log_path.read_text()
-    except OSError:
-        return []
-    return [line.split(" ", 3)[1:] for line in text.splitlines() if line.startswith(kind + " ")]
 
 
 def curl(*args, timeout=20):

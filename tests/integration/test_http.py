@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from harness import connect, free_port, recv_all, tcp_config, wait_until
+from harness import connect, free_port, log_lines, recv_all, tcp_config, wait_until
 
 BIG_MIB = int(os.environ.get("FULCRUM_HTTP_BIG_MIB", "1024"))
 BLOCK = bytes(range(256)) * 256  # 64 KiB: the pattern backend.py's /big sends
@@ -58,25 +58,6 @@ def one_backend(fulcrum, bs, balance="round_robin", workers=2, protect=None, **b
     b.update(backend_kw)
     b["servers"] = servers(*bs)
     return proxy(fulcrum, {"app": b}, protect=protect, workers=workers)
-
-
-@pytest.fixture
-def web(backend, tmp_path):
-    """web(name, *backend.py args) -> an http backend whose request log the test can read."""
-    def start(name, *args):
-        log = tmp_path / ("requests-%s-%d.log" % (name, time.monotonic_ns()))
-        b = backend("http", name, extra_args=["--request-log", str(log), *args])
-        b.log_path = log
-        return b
-    return start
-
-
-def log_lines(b, kind):
-    try:
-        text = b.log_path.read_text()
-    except OSError:
-        return []
-    return [line.split(" ", 3)[1:] for line in text.splitlines() if line.startswith(kind + " ")]
 
 
 def requests_seen(b):
