@@ -257,6 +257,9 @@ void H2Session::start(std::string_view already_read) {
 void H2Session::on_io(uint32_t events) {
   if (closed_) return;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable_ = true;
+  // The peer's FIN may come in the same edge as its last bytes: after it, read to the end,
+  // never stop at a short read (no further edge would tell us of the end).
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hup_ = true;
   if (events & EPOLLOUT) writable_ = true;
   if (events && tr_->any_edge_retries_both()) readable_ = writable_ = true;
   drive();
@@ -273,7 +276,7 @@ void H2Session::drive() {
         in_drive_ = false;
         return close("protocol error");
       }
-      if (static_cast<size_t>(n) < sizeof(buf) && tr_->short_read_drains()) readable_ = false;
+      if (static_cast<size_t>(n) < sizeof(buf) && !hup_ && tr_->short_read_drains()) readable_ = false;
       if (streams_.empty()) timer_.arm(l_.idle_timeout_);
       continue;
     }

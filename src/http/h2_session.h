@@ -122,6 +122,7 @@ class H2Session final : public IoHandler, public Deferred {
   Timer flush_;
   bool readable_ = true;
   bool writable_ = true;
+  bool hup_ = false;  // the peer has shut its side (RDHUP/HUP/ERR seen): read until 0 or an error
   bool closed_ = false;
   bool in_drive_ = false;
   bool goaway_ = false;
