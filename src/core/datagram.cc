@@ -20,6 +20,22 @@ Result<void> enable_pktinfo(int fd, int family) {
   return {};
 }
 
+Result<void> set_dont_fragment(int fd) {
+  int v = IP_PMTUDISC_PROBE;
+  if (setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof(v)) != 0) return os_error("setsockopt IP_MTU_DISCOVER", errno);
+  return {};
+}
+
+ssize_t send_fragmentable(int fd, const msghdr* m) {
+  int omit = IP_PMTUDISC_OMIT, probe = IP_PMTUDISC_PROBE;
+  setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &omit, sizeof(omit));
+  ssize_t n = ::sendmsg(fd, m, MSG_DONTWAIT);
+  int err = errno;
+  setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &probe, sizeof(probe));
+  errno = err;
+  return n;
+}
+
 void grow_socket_buffers(int fd, int bytes) {
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof(bytes)) != 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));

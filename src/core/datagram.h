@@ -28,6 +28,16 @@ Result<void> enable_pktinfo(int fd, int family);
 // as well. Forced past net.core.rmem_max where the process may (CAP_NET_ADMIN), else capped by it.
 void grow_socket_buffers(int fd, int bytes);
 
+// Replies without IPv4 fragmentation (RFC 9715, fragmentation avoidance in DNS): DF set and
+// path-MTU information ignored (IP_PMTUDISC_PROBE), so a forged ICMP "fragmentation needed"
+// cannot make us fragment. Such datagrams carry IP ID 0 (RFC 6864), which spares the kernel's
+// shared ID generator on every reply (the default, IP_PMTUDISC_WANT, sets DF but still draws an
+// ID, as the packet may yet be fragmented). A datagram larger than the interface's MTU then
+// fails with EMSGSIZE: send it with send_fragmentable(). For the IPv4 side of a socket.
+Result<void> set_dont_fragment(int fd);
+// Sends one message with fragmentation allowed (DF off for this call only); the result of sendmsg.
+ssize_t send_fragmentable(int fd, const msghdr* m);
+
 // Turns the packet-info control data received with a request, in place, into the control data
 // for its reply: source = the address the request was sent to. Returns the length to pass as
 // msg_controllen, 0 when the data holds no packet info.

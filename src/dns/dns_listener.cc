@@ -194,6 +194,9 @@ DnsListener::DnsListener(EventLoop& loop, const config::Listener& spec, std::spa
       tcp_out_(new uint8_t[kTcpOutBuffer]) {
   acceptor_.listener = this;
   grow_socket_buffers(udp_.get(), kSocketBuffer);
+  // IPv4 answers leave with DF and no IP ID (see datagram.h); on a v6 socket the option covers
+  // the IPv4 side of a dual-stack one.
+  dont_fragment_ = static_cast<bool>(set_dont_fragment(udp_.get()));
   if (is_wildcard(spec_.bind)) {
     if (auto r = enable_pktinfo(udp_.get(), spec_.bind.family()); r)
       pktinfo_ = true;
@@ -287,6 +290,13 @@ void DnsListener::send_replies(size_t count) {
       continue;
     }
     if (errno == EINTR) continue;
+    // Larger than the interface's MTU under DF (a big answer a client offered room for): this
+    // one goes out fragmented, as it would have without DF.
+    if (errno == EMSGSIZE && dont_fragment_ && send_fragmentable(udp_.get(), &out_msgs_[off].msg_hdr) >= 0) {
+      responder_.stats().udp_fragmented.add();
+      ++off;
+      continue;
+    }
     if (errno == EAGAIN || errno == ENOBUFS) {  // the socket buffer is full: UDP clients retry
       responder_.stats().udp_send_dropped.add(count - off);
       FULCRUM_LOG_LIMITED(kWarn, "dns listener %s: send buffer full; %zu replies dropped", spec_.name.c_str(),

@@ -59,6 +59,7 @@ struct DnsStats {
   metrics::Counter tcp_closed_bad;    // closed for a malformed or oversized message
   metrics::Counter tcp_idle_closed;   // closed by the idle timeout
   metrics::Counter udp_oversize;      // a datagram larger than our receive slot (dropped)
+  metrics::Counter udp_fragmented;    // replies above the interface MTU, sent without DF
   metrics::Counter udp_send_dropped;  // replies dropped because the socket would block or failed
 };
 

@@ -4,6 +4,7 @@ other types, AAAA from IPv6 servers, TC and the TCP retry with many servers, a s
 answers when its health check fails and coming back when it passes, fail open with every server
 down, and malformed packets that change nothing. Every wait is bounded."""
 import collections
+import os
 import re
 import shutil
 import socket
@@ -13,6 +14,7 @@ import time
 
 import pytest
 
+import harness
 from harness import free_port, tcp_config, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("dig") is None, reason="dig (dnsutils) is not installed")
@@ -20,10 +22,13 @@ pytestmark = pytest.mark.skipif(shutil.which("dig") is None, reason="dig (dnsuti
 NAME = "www.example.com"
 
 
-def dig(port, name=NAME, qtype="A", *opts):
-    """Runs dig against 127.0.0.1:port; returns {status, flags, answers, text}. answers is a list
-    of (ttl, type, data) in the order of the reply."""
+def dig(port, name=NAME, qtype="A", *opts, netns=None):
+    """Runs dig against 127.0.0.1:port (inside network namespace `netns` if given); returns
+    {status, flags, answers, text}. answers is a list of (ttl, type, data) in the order of the
+    reply."""
     cmd = ["dig", "@127.0.0.1", "-p", str(port), "+time=2", "+tries=1", *opts, name, qtype]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns] + cmd
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=15).stdout
     status = re.search(r"status: (\w+)", out)
     flags = re.search(r";; flags: ([a-z ]*);", out)
@@ -268,3 +273,74 @@ def test_malformed_packets_change_nothing(fulcrum):
     r = dig(port)
     assert r["status"] == "NOERROR" and len(r["answers"]) == 2
     assert f.alive()
+
+
+# Prints "SPORT DF MF OFFSET LEN IPID" for each IPv4 packet on lo (one direction), for SECS seconds.
+SNIFFER = r"""
+import socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind(("lo", 0x0800))
+s.settimeout(0.1)
+print("ready", flush=True)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    try:
+        pkt, addr = s.recvfrom(70000)
+    except socket.timeout:
+        continue
+    if addr[2] == socket.PACKET_OUTGOING:
+        continue  # lo shows each packet twice
+    ip = pkt[14:] if pkt[0] >> 4 != 4 else pkt  # an Ethernet header of zeros on lo
+    ihl = (ip[0] & 15) * 4
+    frag = struct.unpack(">H", ip[6:8])[0]
+    off = frag & 0x1FFF
+    sport = struct.unpack(">H", ip[ihl:ihl + 2])[0] if off == 0 and ip[9] == 17 else 0
+    ipid = struct.unpack(">H", ip[4:6])[0]
+    print(sport, int(bool(frag & 0x4000)), int(bool(frag & 0x2000)), off, len(ip), ipid, flush=True)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
+                    reason="needs root and iproute2 for a network namespace")
+def test_replies_carry_df_and_a_reply_above_the_mtu_goes_fragmented(tmp_path):
+    """IPv4 answers leave with DF set and path MTU ignored (IP_PMTUDISC_PROBE: RFC 9715), which
+    the wire shows as IP ID 0 (the kernel's default sets DF too but draws an ID for each). One
+    larger than the interface's MTU, which a client offered room for, fails with EMSGSIZE under
+    DF and is sent again fragmentable, so the client still gets it over UDP. In a network
+    namespace of our own whose lo has a 1500-byte MTU."""
+    ns = "fulcrum-dns-%d" % os.getpid()
+    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
+    f = sniffer = None
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "mtu", "1500", "up"], check=True, timeout=10)
+        wrapper = tmp_path / "in-netns.sh"
+        wrapper.write_text('#!/bin/sh\nexec ip netns exec %s %s "$@"\n' % (ns, harness.fulcrum_bin()))
+        wrapper.chmod(0o755)
+        port = free_port()
+        f = harness.Fulcrum(tmp_path / "f", binary=str(wrapper))
+        f.start(tcp_config({"app": {"servers": servers(100)}},
+                           [dns_listener(port, [{"name": NAME, "backend": "app", "ttl": 30}])], workers=1),
+                ready=False)
+        wait_until(lambda: dig(port, NAME, "A", "+noedns", "+ignore", netns=ns)["status"] == "NOERROR", 10,
+                   interval=0.1, what="fulcrum answering in the namespace")
+        sniffer = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", SNIFFER, "4"],
+                                   stdout=subprocess.PIPE, text=True)
+        assert sniffer.stdout.readline().strip() == "ready"
+        small = dig(port, NAME, "A", "+noedns", "+ignore", netns=ns)  # 512 bytes: TC, one packet
+        assert "tc" in small["flags"], small["text"]
+        big = dig(port, NAME, "A", "+bufsize=4096", netns=ns)  # 1633 bytes > 1500
+        assert "tc" not in big["flags"] and len(big["answers"]) == 100 and "(UDP)" in big["text"], big["text"]
+        out, _ = sniffer.communicate(timeout=15)
+        rows = [tuple(int(x) for x in line.split()) for line in out.splitlines() if line.strip()]
+        from_us = [r for r in rows if r[0] == port]
+        assert len(from_us) == 2, rows  # the small reply, and the first fragment of the big one
+        assert from_us[0][1:3] == (1, 0) and from_us[0][5] == 0, rows  # DF, not fragmented, ID 0
+        assert from_us[1][1:3] == (0, 1), rows  # DF clear, more fragments follow
+        assert any(r[3] > 0 and r[1] == 0 for r in rows), rows  # and the rest of it came
+    finally:
+        if sniffer and sniffer.poll() is None:
+            sniffer.kill()
+            sniffer.wait()
+        if f is not None and f.alive():
+            f.stop()
+        subprocess.run(["ip", "netns", "del", ns], timeout=10)
