@@ -12,6 +12,7 @@
 
 #include "dns/query.h"
 #include "dns/responder.h"
+#include "fuzz_check.h"
 
 // Last: ldns's headers (its C `bool`) break clang's reading of libstdc++'s when they come first.
 #include <ldns/ldns.h>
@@ -20,11 +21,6 @@ using namespace fulcrum;
 using namespace fulcrum::dns;
 
 namespace {
-
-#define CHECK(cond)                \
-  do {                             \
-    if (!(cond)) __builtin_trap(); \
-  } while (0)
 
 struct World {
   World() {

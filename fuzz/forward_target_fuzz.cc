@@ -8,16 +8,12 @@
 #include <string_view>
 
 #include "config/config.h"
+#include "fuzz_check.h"
 #include "http/forward_target.h"
 
 using namespace fulcrum::http;
 
 namespace {
-
-#define CHECK(cond)                \
-  do {                             \
-    if (!(cond)) __builtin_trap(); \
-  } while (0)
 
 bool within(std::string_view part, std::string_view buf) {
   return part.data() >= buf.data() && part.data() + part.size() <= buf.data() + buf.size();

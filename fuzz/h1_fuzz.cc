@@ -17,17 +17,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "fuzz_check.h"
 #include "http/chunked.h"
 #include "http/h1_parser.h"
 
 using namespace fulcrum::http;
 
 namespace {
-
-#define CHECK(cond)                \
-  do {                             \
-    if (!(cond)) __builtin_trap(); \
-  } while (0)
 
 // A tiny deterministic generator for split points and limits.
 struct Rng {

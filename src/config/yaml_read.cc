@@ -233,4 +233,10 @@ SocketAddress bind_address(const Field& f) {
   return *r;
 }
 
+std::string file_path(const Field& f, const std::string& dir) {
+  std::filesystem::path p(str(f));
+  if (p.is_relative()) p = std::filesystem::path(dir) / p;
+  return p.lexically_normal().string();
+}
+
 }  // namespace fulcrum::config::yaml

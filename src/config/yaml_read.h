@@ -119,5 +119,8 @@ Rate rate(const Field& f);
 bool is_unspecified(const SocketAddress& a);
 bool is_loopback(const SocketAddress& a);
 SocketAddress bind_address(const Field& f);
+// Relative paths are taken from the config file's folder (`dir`), so a config moves with its
+// files and does not depend on the directory fulcrum was started from.
+std::string file_path(const Field& f, const std::string& dir);
 
 }  // namespace fulcrum::config::yaml
