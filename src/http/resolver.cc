@@ -17,8 +17,10 @@ struct Resolver::Shared {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<std::string> queue;
-  EventLoop* loop;  // null once the Resolver is gone: the thread then ends
+  EventLoop* loop;  // null once the Resolver is gone: the threads then end
   Done done;        // called on the loop thread only, while loop is set
+  int threads = 0;  // started so far (at most kMaxThreads)
+  int idle = 0;     // waiting for a name
 };
 
 namespace {
@@ -57,15 +59,19 @@ Resolver::~Resolver() {
 }
 
 void Resolver::resolve(std::string host) {
+  bool start = false;
   {
     std::lock_guard lock(shared_->mu);
     shared_->queue.push_back(std::move(host));
+    // Every thread busy (a lookup may hang for seconds on a dead DNS server): one more, so a
+    // slow name does not hold up the others.
+    if (shared_->idle < static_cast<int>(shared_->queue.size()) && shared_->threads < kMaxThreads) {
+      ++shared_->threads;
+      start = true;
+    }
   }
   shared_->cv.notify_one();
-  if (!started_) {
-    started_ = true;
-    std::thread([sh = shared_] { run(sh); }).detach();
-  }
+  if (start) std::thread([sh = shared_] { run(sh); }).detach();
 }
 
 void Resolver::run(std::shared_ptr<Shared> sh) {
@@ -73,7 +79,9 @@ void Resolver::run(std::shared_ptr<Shared> sh) {
     std::string host;
     {
       std::unique_lock lock(sh->mu);
+      ++sh->idle;
       sh->cv.wait(lock, [&] { return sh->loop == nullptr || !sh->queue.empty(); });
+      --sh->idle;
       if (sh->loop == nullptr) return;
       host = std::move(sh->queue.front());
       sh->queue.pop_front();

@@ -548,3 +548,47 @@ def log_lines(b, kind):
     except OSError:
         return []
     return [line.split(" ", 3)[1:] for line in text.splitlines() if line.startswith(kind + " ")]
+
+
+class NetNs:
+    """A network namespace of the test's own (root and iproute2 needed), with lo up at `mtu`, and
+    /etc/netns/NAME/resolv.conf when `nameserver` is given (`ip netns exec` mounts it over
+    /etc/resolv.conf: getaddrinfo in the namespace asks that server). Use as a context manager;
+    run(...) and popen(...) start commands inside it, fulcrum(workdir) a harness Fulcrum whose
+    process runs there (same PID: `ip netns exec` execs). Everything is removed on exit."""
+
+    def __init__(self, tmp_path, mtu=None, nameserver=None):
+        self.name = "fulcrum-%d-%d" % (os.getpid(), int(time.monotonic() * 1000) % 100000)
+        self.tmp_path, self.mtu, self.nameserver = Path(tmp_path), mtu, nameserver
+        self.etc = Path("/etc/netns") / self.name
+
+    def __enter__(self):
+        subprocess.run(["ip", "netns", "add", self.name], check=True, timeout=10)
+        lo = ["ip", "-n", self.name, "link", "set", "lo"] + (["mtu", str(self.mtu)] if self.mtu else []) + ["up"]
+        subprocess.run(lo, check=True, timeout=10)
+        if self.nameserver:
+            self.etc.mkdir(parents=True, exist_ok=True)
+            (self.etc / "resolv.conf").write_text("nameserver %s\noptions timeout:5 attempts:1\n" % self.nameserver)
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.run(["ip", "netns", "del", self.name], timeout=10)
+        if self.etc.exists():
+            for p in self.etc.iterdir():
+                p.unlink()
+            self.etc.rmdir()
+
+    def cmd(self, *args):
+        return ["ip", "netns", "exec", self.name, *args]
+
+    def run(self, *args, timeout=20):
+        return subprocess.run(self.cmd(*args), capture_output=True, text=True, timeout=timeout)
+
+    def popen(self, *args, **kwargs):
+        return subprocess.Popen(self.cmd(*args), **kwargs)
+
+    def fulcrum(self, workdir):
+        wrapper = self.tmp_path / ("in-%s.sh" % self.name)
+        wrapper.write_text('#!/bin/sh\nexec ip netns exec %s %s "$@"\n' % (self.name, fulcrum_bin()))
+        wrapper.chmod(0o755)
+        return Fulcrum(workdir, binary=str(wrapper))

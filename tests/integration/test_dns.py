@@ -308,39 +308,32 @@ def test_replies_carry_df_and_a_reply_above_the_mtu_goes_fragmented(tmp_path):
     larger than the interface's MTU, which a client offered room for, fails with EMSGSIZE under
     DF and is sent again fragmentable, so the client still gets it over UDP. In a network
     namespace of our own whose lo has a 1500-byte MTU."""
-    ns = "fulcrum-dns-%d" % os.getpid()
-    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
-    f = sniffer = None
-    try:
-        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "mtu", "1500", "up"], check=True, timeout=10)
-        wrapper = tmp_path / "in-netns.sh"
-        wrapper.write_text('#!/bin/sh\nexec ip netns exec %s %s "$@"\n' % (ns, harness.fulcrum_bin()))
-        wrapper.chmod(0o755)
-        port = free_port()
-        f = harness.Fulcrum(tmp_path / "f", binary=str(wrapper))
-        f.start(tcp_config({"app": {"servers": servers(100)}},
-                           [dns_listener(port, [{"name": NAME, "backend": "app", "ttl": 30}])], workers=1),
-                ready=False)
-        wait_until(lambda: dig(port, NAME, "A", "+noedns", "+ignore", netns=ns)["status"] == "NOERROR", 10,
-                   interval=0.1, what="fulcrum answering in the namespace")
-        sniffer = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", SNIFFER, "4"],
-                                   stdout=subprocess.PIPE, text=True)
-        assert sniffer.stdout.readline().strip() == "ready"
-        small = dig(port, NAME, "A", "+noedns", "+ignore", netns=ns)  # 512 bytes: TC, one packet
-        assert "tc" in small["flags"], small["text"]
-        big = dig(port, NAME, "A", "+bufsize=4096", netns=ns)  # 1633 bytes > 1500
-        assert "tc" not in big["flags"] and len(big["answers"]) == 100 and "(UDP)" in big["text"], big["text"]
-        out, _ = sniffer.communicate(timeout=15)
-        rows = [tuple(int(x) for x in line.split()) for line in out.splitlines() if line.strip()]
-        from_us = [r for r in rows if r[0] == port]
-        assert len(from_us) == 2, rows  # the small reply, and the first fragment of the big one
-        assert from_us[0][1:3] == (1, 0) and from_us[0][5] == 0, rows  # DF, not fragmented, ID 0
-        assert from_us[1][1:3] == (0, 1), rows  # DF clear, more fragments follow
-        assert any(r[3] > 0 and r[1] == 0 for r in rows), rows  # and the rest of it came
-    finally:
-        if sniffer and sniffer.poll() is None:
-            sniffer.kill()
-            sniffer.wait()
-        if f is not None and f.alive():
-            f.stop()
-        subprocess.run(["ip", "netns", "del", ns], timeout=10)
+    with harness.NetNs(tmp_path, mtu=1500) as ns:
+        f = sniffer = None
+        try:
+            port = free_port()
+            f = ns.fulcrum(tmp_path / "f")
+            f.start(tcp_config({"app": {"servers": servers(100)}},
+                               [dns_listener(port, [{"name": NAME, "backend": "app", "ttl": 30}])], workers=1),
+                    ready=False)
+            wait_until(lambda: dig(port, NAME, "A", "+noedns", "+ignore", netns=ns.name)["status"] == "NOERROR",
+                       10, interval=0.1, what="fulcrum answering in the namespace")
+            sniffer = ns.popen("/usr/bin/python3", "-c", SNIFFER, "4", stdout=subprocess.PIPE, text=True)
+            assert sniffer.stdout.readline().strip() == "ready"
+            small = dig(port, NAME, "A", "+noedns", "+ignore", netns=ns.name)  # 512 bytes: TC, one packet
+            assert "tc" in small["flags"], small["text"]
+            big = dig(port, NAME, "A", "+bufsize=4096", netns=ns.name)  # 1633 bytes > 1500
+            assert "tc" not in big["flags"] and len(big["answers"]) == 100 and "(UDP)" in big["text"], big["text"]
+            out, _ = sniffer.communicate(timeout=15)
+            rows = [tuple(int(x) for x in line.split()) for line in out.splitlines() if line.strip()]
+            from_us = [r for r in rows if r[0] == port]
+            assert len(from_us) == 2, rows  # the small reply, and the first fragment of the big one
+            assert from_us[0][1:3] == (1, 0) and from_us[0][5] == 0, rows  # DF, not fragmented, ID 0
+            assert from_us[1][1:3] == (0, 1), rows  # DF clear, more fragments follow
+            assert any(r[3] > 0 and r[1] == 0 for r in rows), rows  # and the rest of it came
+        finally:
+            if sniffer and sniffer.poll() is None:
+                sniffer.kill()
+                sniffer.wait()
+            if f is not None and f.alive():
+                f.stop()

@@ -8,6 +8,7 @@ Denials need no name resolution (the acl is checked first), so they use names th
 nowhere; allowed traffic goes to 127.0.0.1 or `localhost`. Every wait is bounded."""
 import http.server
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -18,6 +19,7 @@ import urllib.request
 
 import pytest
 
+import harness
 from harness import connect, free_port, log_lines, recv_all, tcp_config, wait_until
 
 CURL = shutil.which("curl")
@@ -213,6 +215,75 @@ def test_connect_timeout_is_504(fulcrum):
         for c in fillers:
             c.close()
         lsock.close()
+
+
+# A DNS server for the namespace test below: every name is 127.0.0.1 (A; AAAA empty), names
+# starting with "slow" after 3 s. Each query on a thread of its own, as a real server would.
+SLOW_DNS = r"""
+import socket, struct, threading, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))
+print("ready", flush=True)
+def answer(q, peer):
+    i, labels = 12, []
+    while q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]].decode())
+        i += 1 + q[i]
+    qtype = struct.unpack(">H", q[i + 1:i + 3])[0]
+    if labels[0].lower().startswith("slow"):
+        time.sleep(3)
+    rr = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 30, 4) + socket.inet_aton("127.0.0.1") if qtype == 1 else b""
+    s.sendto(q[:2] + struct.pack(">HHHHH", 0x8180, 1, 1 if rr else 0, 0, 0) + q[12:i + 5] + rr, peer)
+while True:
+    q, peer = s.recvfrom(512)
+    threading.Thread(target=answer, args=(q, peer), daemon=True).start()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
+                    reason="needs root and iproute2 for a network namespace")
+def test_a_slow_name_lookup_does_not_hold_up_others(tmp_path):
+    """Lookups run on the resolver's threads, more than one at once: while a name's DNS server
+    takes 3 s, another name on the same worker resolves at once. In a network namespace whose
+    resolv.conf names a DNS server of the test's own."""
+    with harness.NetNs(tmp_path, nameserver="127.0.0.1") as ns:
+        procs = []
+        f = None
+        try:
+            dns = ns.popen("/usr/bin/python3", "-c", SLOW_DNS, stdout=subprocess.PIPE, text=True)
+            procs.append(dns)
+            assert dns.stdout.readline().strip() == "ready"
+            origin_port, port = free_port(), free_port()
+            origin = ns.popen("/usr/bin/python3", "-m", "http.server", "--bind", "127.0.0.1", str(origin_port),
+                              "--directory", str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(origin)
+            (tmp_path / "hello.txt").write_text("hello\n")
+            f = ns.fulcrum(tmp_path / "f")
+            cfg = tcp_config({}, [{"name": "egress", "bind": "127.0.0.1:%d" % port, "protocol": "forward_proxy"}],
+                             workers=1)
+            del cfg["backends"]
+            f.start(cfg, ready=False)
+
+            def fetch(host):
+                r = ns.run(CURL, "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "--max-time", "10",
+                           "-x", "http://127.0.0.1:%d" % port, "http://%s:%d/hello.txt" % (host, origin_port))
+                return r.stdout.split() if r.stdout else ["0", "0"]
+            wait_until(lambda: fetch("warm.test")[0] == "200", 10, interval=0.2, what="the proxy in the namespace")
+            slow = {}
+            t = threading.Thread(target=lambda: slow.update(r=fetch("slow.test")))
+            t.start()
+            time.sleep(0.3)  # slow.test's lookup is under way
+            code, took = fetch("fast.test")
+            t.join(15)
+            assert code == "200" and float(took) < 1.0, (code, took)
+            # slow.test waited for its own lookup: past the 2 s connect timeout, a 504.
+            assert slow["r"][0] == "504", slow
+        finally:
+            if f is not None and f.alive():
+                f.stop()
+            for p in procs:
+                p.kill()
+                p.wait()
 
 
 # ---------------------------------------------------------------------------------------------
