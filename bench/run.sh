@@ -2,7 +2,9 @@
 # fulcrum beside HAProxy on loopback (run by `make bench`). Starts three nginx backends, HAProxy
 # and fulcrum with the same thread count over them, runs wrk against each scenario in interleaved
 # rounds (A B, B A, A B ...) so that drift in the machine's speed hits every target alike, prints
-# median req/s, p50, p99, MiB/s, errors and the ratio to the reference (the first target), then
+# median req/s, p50, p99, MiB/s, errors, the ratio to the reference (the first target) and each
+# target's own CPU time per request (its processes' user + system time over the run / requests:
+# the cost of the proxy itself, apart from wrk and the backends that share the cores), then
 # measures fulcrum's memory per idle connection (bench/idle_memory.py).
 #
 #   env: THREADS (2)      workers of fulcrum = nbthread of HAProxy = nginx proxy workers
@@ -80,6 +82,26 @@ run_wrk() {  # run_wrk OUTFILE SECS CONNS PORT PATH HEADER
   wrk "${args[@]}" "http://127.0.0.1:$port$path" >"$out" 2>&1 || true
 }
 
+# The processes behind a target (its PID and its children: nginx's workers), for CPU accounting.
+target_pids() {
+  local pid
+  case $1 in
+    haproxy*) pid=$(pid_of haproxy) ;;
+    fulcrum*) pid=$(pid_of fulcrum) ;;
+    nginx) pid=$(pid_of nginx-proxy) ;;
+    nginx_cache) pid=$(pid_of nginx-cache) ;;
+  esac
+  [ -n "$pid" ] && echo "$pid" $(pgrep -P "$pid" || true)
+}
+cpu_ticks() {  # user + system clock ticks of the given PIDs, all their threads
+  local p t=0 v
+  for p in "$@"; do
+    v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) || v=0
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+
 run_scenario() {  # run_scenario ROW
   local name path conns extra targets
   IFS='|' read -r name path conns extra targets <<<"$1"
@@ -101,7 +123,13 @@ run_scenario() {  # run_scenario ROW
       order=("${rev[@]}")
     fi
     for t in "${order[@]}"; do
+      local -a pids
+      read -r -a pids <<<"$(target_pids "${t%%=*}")"
+      local c0 c1
+      c0=$(cpu_ticks "${pids[@]}")
       run_wrk "$dir/${t%%=*}.$r" "$SECS" "$conns" "${t##*=}" "$path" "$extra"
+      c1=$(cpu_ticks "${pids[@]}")
+      echo "$((c1 - c0)) $(getconf CLK_TCK)" >"$dir/${t%%=*}.$r.cpu"
     done
   done
   {

@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Summarises wrk runs: DIR/NAME.ROUND files (wrk --latency output), one row per target with the
 median over rounds of req/s, p50, p99 and MiB/s, the errors summed over rounds, and the ratio of
-req/s (and of MiB/s) to the first target, the reference.
+req/s (and of MiB/s) to the first target, the reference. When DIR/NAME.ROUND.cpu holds the CPU
+time the target's processes used during that run (clock ticks, then ticks per second), the row
+also shows the target's CPU time per request in microseconds (median over rounds): what the
+proxy itself costs, apart from the load generator and the backends that share the machine.
 usage: wrk_report.py DIR ROUNDS NAME [NAME ...]"""
 import re
 import statistics
@@ -48,38 +51,58 @@ def mib_per_s(text):
     return mib(n, u)
 
 
+def cpu_us_per_request(path, text):
+    """CPU microseconds the target spent per request in one run, or None without a .cpu file."""
+    try:
+        with open(path) as f:
+            ticks, hz = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return None
+    m = re.search(r"(\d+) requests in", text)
+    if not m or int(m.group(1)) == 0:
+        return None
+    return ticks / hz * 1e6 / int(m.group(1))
+
+
 def main():
     if len(sys.argv) < 4:
         sys.exit(__doc__)
     out, rounds, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
     rows = {}
     for name in names:
-        runs, failed = [], 0
+        runs, failed, cpu = [], 0, []
         for r in range(1, rounds + 1):
             try:
                 with open("%s/%s.%d" % (out, name, r)) as f:
-                    res = parse(f.read())
+                    text = f.read()
+                res = parse(text)
             except OSError:
                 res = None
             if res is None:
                 failed += 1
             else:
                 runs.append(res)
+                c = cpu_us_per_request("%s/%s.%d.cpu" % (out, name, r), text)
+                if c is not None:
+                    cpu.append(c)
         med = [statistics.median(x[i] for x in runs) if runs else 0.0 for i in range(4)]
-        rows[name] = med + [sum(x[4] for x in runs), failed]
+        rows[name] = med + [sum(x[4] for x in runs), failed, statistics.median(cpu) if cpu else None]
     ref_rps, ref_mbs = rows[names[0]][0] or 1.0, rows[names[0]][3] or 1.0
-    print("%-14s%11s%9s%9s%10s%8s%8s%8s" % ("target", "req/s", "p50 ms", "p99 ms", "MiB/s",
-                                             "errors", "ratio", "MiB r"))
-    for name, (rps, p50, p99, mbs, errors, failed) in rows.items():
+    print("%-14s%11s%9s%9s%10s%8s%8s%8s%10s" % ("target", "req/s", "p50 ms", "p99 ms", "MiB/s",
+                                                 "errors", "ratio", "MiB r", "cpu us/r"))
+    for name, (rps, p50, p99, mbs, errors, failed, cpu) in rows.items():
         note = "  (%d of %d runs gave no result)" % (failed, rounds) if failed else ""
-        print("%-14s%11.0f%9.2f%9.2f%10.1f%8d%8.2f%8.2f%s" % (
-            name, rps, p50, p99, mbs, errors, rps / ref_rps, mbs / ref_mbs, note))
+        print("%-14s%11.0f%9.2f%9.2f%10.1f%8d%8.2f%8.2f%10s%s" % (
+            name, rps, p50, p99, mbs, errors, rps / ref_rps, mbs / ref_mbs,
+            "%.2f" % cpu if cpu is not None else "-", note))
     ref = names[0]
     for name in names[1:]:
         if name.startswith("fulcrum"):
-            print("%s/%s: req/s %.2f, p99 %.2f" % (
+            cpu, ref_cpu = rows[name][6], rows[ref][6]
+            print("%s/%s: req/s %.2f, p99 %.2f%s" % (
                 name, ref, rows[name][0] / ref_rps,
-                (rows[name][2] / rows[ref][2]) if rows[ref][2] else 0.0))
+                (rows[name][2] / rows[ref][2]) if rows[ref][2] else 0.0,
+                ", CPU per request %.2f" % (cpu / ref_cpu) if cpu and ref_cpu else ""))
 
 
 if __name__ == "__main__":
