@@ -54,11 +54,12 @@ struct World {
     std::vector<ZoneConfig> zones = {{"www.example.com", backend.get(), 30, 0},
                                      {"a.b", backend.get(), 5, 2},
                                      {"many.example", big.get(), 60, 0}};
-    responder = std::make_unique<Responder>("fuzz", zones, 3);
+    responder = std::make_unique<Responder>("fuzz", zones, 3, stats);
     out.resize(kMaxTcpMessage);
   }
   std::unique_ptr<upstream::Backend> backend;
   std::unique_ptr<upstream::Backend> big;
+  DnsStats stats;
   std::unique_ptr<Responder> responder;
   std::vector<uint8_t> out;
 };

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 
+#include "dns/query.h"
 #include "health/check.h"
 #include "metrics/access_log.h"
 #include "upstream/server.h"
@@ -199,6 +200,72 @@ std::string render_prometheus(const metrics::Snapshot& snap,
   w.family("fulcrum_cache_stored_bytes_total", "counter", "Bytes of responses stored into the cache.");
   for (auto& l : snap.listeners)
     if (!l.tcp) w.begin("fulcrum_cache_stored_bytes_total").label("listener", l.name).value(l.cache_stored_bytes);
+
+  // ---- dns listeners, from the workers' counters. Every series of a dns listener is written, zeros
+  // too, so that a rate() or an alert on a reason exists before the first such packet. A query
+  // ends as exactly one of: a response (by result), a truncated reply, or a malformed drop.
+  w.family("fulcrum_dns_queries_total", "counter",
+           "DNS queries read and parsed (UDP datagrams, TCP messages), answered or not, by listener: each "
+           "is then one response, truncated reply or malformed drop (an oversize datagram or a bad TCP "
+           "length is dropped before and not counted here).");
+  for (auto& d : snap.dns) w.begin("fulcrum_dns_queries_total").label("listener", d.name).value(d.n.queries);
+  w.family("fulcrum_dns_responses_total", "counter",
+           "DNS replies with the whole answer, by listener and result (noerror: one record or more, "
+           "nodata: NOERROR with none, refused: a name outside the zones, notimp: an opcode other than "
+           "QUERY, formerr: a bad OPT record, badvers: an EDNS version other than 0).");
+  for (auto& d : snap.dns) {
+    std::pair<const char*, uint64_t> results[] = {{"noerror", d.n.answered}, {"nodata", d.n.nodata},
+                                                  {"refused", d.n.refused},  {"notimp", d.n.notimp},
+                                                  {"formerr", d.n.formerr},  {"badvers", d.n.badvers}};
+    for (auto [result, n] : results)
+      w.begin("fulcrum_dns_responses_total").label("listener", d.name).label("result", result).value(n);
+  }
+  w.family("fulcrum_dns_truncated_total", "counter",
+           "DNS replies over UDP cut to the question with TC set: the answer did not fit the client's size "
+           "(it asks again over TCP).");
+  for (auto& d : snap.dns)
+    w.begin("fulcrum_dns_truncated_total").label("listener", d.name).value(d.n.truncated);
+  w.family("fulcrum_dns_fail_open_total", "counter",
+           "DNS answers that listed every server of the zone's backend because none was up (fail open).");
+  for (auto& d : snap.dns)
+    w.begin("fulcrum_dns_fail_open_total").label("listener", d.name).value(d.n.fail_open);
+  w.family("fulcrum_dns_dropped_total", "counter",
+           "DNS messages dropped unanswered, by listener and reason (a malformed query: short, response, "
+           "qdcount, label, pointer, name_too_long, trailing; oversize: a UDP datagram over 2048 bytes), and "
+           "replies not sent (send_dropped: the UDP socket buffer was full or the send failed).");
+  for (auto& d : snap.dns) {
+    for (size_t e = 1; e < metrics::kDnsParseErrors; ++e)  // 0 is ParseError::kNone, never counted
+      w.begin("fulcrum_dns_dropped_total")
+          .label("listener", d.name)
+          .label("reason", dns::parse_error_name(static_cast<dns::ParseError>(e)))
+          .value(d.n.malformed[e]);
+    w.begin("fulcrum_dns_dropped_total")
+        .label("listener", d.name)
+        .label("reason", "oversize")
+        .value(d.n.udp_oversize);
+    w.begin("fulcrum_dns_dropped_total")
+        .label("listener", d.name)
+        .label("reason", "send_dropped")
+        .value(d.n.udp_send_dropped);
+  }
+  w.family("fulcrum_dns_udp_fragmented_total", "counter",
+           "DNS replies over IPv4 larger than the interface MTU, sent again without DF (fragmented).");
+  for (auto& d : snap.dns)
+    w.begin("fulcrum_dns_udp_fragmented_total").label("listener", d.name).value(d.n.udp_fragmented);
+  w.family("fulcrum_dns_tcp_connections_total", "counter",
+           "DNS TCP connections accepted and served, by listener (one closed at accept counts only in "
+           "fulcrum_dns_tcp_closed_total, reason refused).");
+  for (auto& d : snap.dns)
+    w.begin("fulcrum_dns_tcp_connections_total").label("listener", d.name).value(d.n.tcp_connections);
+  w.family("fulcrum_dns_tcp_closed_total", "counter",
+           "DNS TCP connections fulcrum closed itself, by listener and reason (refused: at accept, over the "
+           "worker's connection cap; bad: a malformed query or a bad length; idle: the idle timeout).");
+  for (auto& d : snap.dns) {
+    std::pair<const char*, uint64_t> reasons[] = {
+        {"refused", d.n.tcp_refused}, {"bad", d.n.tcp_closed_bad}, {"idle", d.n.tcp_idle_closed}};
+    for (auto [reason, n] : reasons)
+      w.begin("fulcrum_dns_tcp_closed_total").label("listener", d.name).label("reason", reason).value(n);
+  }
 
   // ---- servers, from their shared atomics
   struct Row {

@@ -415,8 +415,10 @@ class RuntimeImpl final : public Runtime {
     if (!tcp) return tcp.error();
     std::vector<dns::ZoneConfig> zones;
     for (auto& z : l.zones) zones.push_back({z.name, backends[backend_index(z.backend)].get(), z.ttl, z.answers});
-    w.dns.push_back(std::make_unique<dns::DnsListener>(w.loop, l, zones, 0x2545F4914F6CDD1Dull * (worker_index + 1),
-                                                       std::move(*udp), std::move(*tcp)));
+    // Counters in the worker's metrics, which the registry keeps past this listener's retirement.
+    w.dns.push_back(std::make_unique<dns::DnsListener>(
+        w.loop, l, zones, 0x2545F4914F6CDD1Dull * (worker_index + 1), *w.metrics->add_dns_listener(l.name),
+        std::move(*udp), std::move(*tcp)));
     return {};
   }
 

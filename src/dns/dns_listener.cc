@@ -177,10 +177,10 @@ class DnsTcpConnection final : public Deferred, public IoHandler {
 };
 
 DnsListener::DnsListener(EventLoop& loop, const config::Listener& spec, std::span<const ZoneConfig> zones,
-                         uint64_t seed, Fd udp, Fd tcp)
+                         uint64_t seed, DnsStats& stats, Fd udp, Fd tcp)
     : loop_(loop),
       spec_(spec),
-      responder_(spec.name, zones, seed),
+      responder_(spec.name, zones, seed, stats),
       udp_(std::move(udp)),
       tcp_(std::move(tcp)),
       in_(new uint8_t[kBatch * kMaxQuery]),

@@ -3,7 +3,8 @@
 // queries per system call each way (recvmmsg/sendmmsg) through buffers owned by the listener, so
 // a steady stream of queries allocates nothing. TCP (RFC 7766): 2-byte length framing, several
 // queries per connection, pipelined, closed when idle. Front header of the dns module. Touched
-// only by its worker's thread, except stats() and tcp_connections(), read by the control thread.
+// only by its worker's thread, except tcp_connections(); its counters (DnsStats) are owned by the
+// worker's metrics::WorkerMetrics, where the control thread reads them, so they outlive a reload.
 #pragma once
 #include <sys/socket.h>
 
@@ -24,9 +25,10 @@ class DnsTcpConnection;
 
 class DnsListener final : public IoHandler {
  public:
-  // Takes a bound datagram socket and a listening stream socket on the same address.
+  // Takes a bound datagram socket and a listening stream socket on the same address. `stats`
+  // (metrics::WorkerMetrics::add_dns_listener) must outlive the listener.
   DnsListener(EventLoop& loop, const config::Listener& spec, std::span<const ZoneConfig> zones, uint64_t seed,
-              Fd udp, Fd tcp);
+              DnsStats& stats, Fd udp, Fd tcp);
   ~DnsListener();
   DnsListener(const DnsListener&) = delete;
   DnsListener& operator=(const DnsListener&) = delete;

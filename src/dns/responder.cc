@@ -83,8 +83,8 @@ size_t write_opt(const Query& q, uint8_t ext_rcode, uint8_t* out) {
 
 }  // namespace
 
-Responder::Responder(std::string listener, std::span<const ZoneConfig> zones, uint64_t seed)
-    : listener_(std::move(listener)), seed_(seed) {
+Responder::Responder(std::string listener, std::span<const ZoneConfig> zones, uint64_t seed, DnsStats& stats)
+    : listener_(std::move(listener)), seed_(seed), stats_(stats) {
   zones_.reserve(zones.size());
   for (const ZoneConfig& zc : zones) {
     std::string wire = name_to_wire(zc.name);

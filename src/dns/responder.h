@@ -1,7 +1,7 @@
 // Responder: turns one DNS query into its reply, for the zones of one `protocol: dns` listener.
-// Owned by one worker (one per listener per worker) and touched only by its thread, except
-// stats(), whose counters the control thread may read. It does no I/O: the listener hands it
-// bytes and a buffer, so tests and the fuzz target drive it directly.
+// Owned by one worker (one per listener per worker) and touched only by its thread; its counters
+// (DnsStats) belong to the worker's metrics, which the control thread reads. It does no I/O: the
+// listener hands it bytes and a buffer, so tests and the fuzz target drive it directly.
 //
 // The hot path allocates nothing: the records of each zone are encoded once whenever the
 // backend's generation moves (a server went up or down, or its weight changed) and a reply is a
@@ -40,33 +40,18 @@ struct ZoneConfig {
   uint32_t answers = 0;  // 0 = all
 };
 
-// Per listener and worker; summed across workers when read. STYLE 11: every reply we refuse
-// and every packet we drop is counted, by reason.
-struct DnsStats {
-  metrics::Counter queries;    // packets handed to respond()
-  metrics::Counter answered;   // NOERROR with at least one record
-  metrics::Counter nodata;     // NOERROR, empty answer (other types, or no server of the family)
-  metrics::Counter refused;    // names outside the zones, classes other than IN
-  metrics::Counter notimp;     // opcodes other than QUERY
-  metrics::Counter formerr;    // a bad OPT record
-  metrics::Counter badvers;    // EDNS version other than 0
-  metrics::Counter truncated;  // TC: the answer did not fit the client's UDP size
-  metrics::Counter fail_open;  // answered with every server because none was up
-  std::array<metrics::Counter, kParseErrors> malformed;  // dropped unanswered, by ParseError
-  // Kept here for the listener, so that one struct holds every count of a dns listener.
-  metrics::Counter tcp_connections;   // accepted
-  metrics::Counter tcp_refused;       // closed at accept: the worker's connection cap was reached
-  metrics::Counter tcp_closed_bad;    // closed for a malformed or oversized message
-  metrics::Counter tcp_idle_closed;   // closed by the idle timeout
-  metrics::Counter udp_oversize;      // a datagram larger than our receive slot (dropped)
-  metrics::Counter udp_fragmented;    // replies above the interface MTU, sent without DF
-  metrics::Counter udp_send_dropped;  // replies dropped because the socket would block or failed
-};
+// Per listener and worker; summed across workers when read (GET /metrics, fulcrum_dns_*). STYLE
+// 11: every reply we refuse and every packet we drop is counted, by reason. The responder and the
+// listener count into one struct that the worker's metrics::WorkerMetrics owns, so that the
+// counters outlive a listener that a reload retires (metrics/metrics.h lists the fields).
+using DnsStats = metrics::DnsCounters;
+static_assert(metrics::kDnsParseErrors == kParseErrors, "DnsStats::malformed is indexed by ParseError");
 
 class Responder {
  public:
-  // `listener` names the listener in log lines; `seed` staggers the rotation between workers.
-  Responder(std::string listener, std::span<const ZoneConfig> zones, uint64_t seed);
+  // `listener` names the listener in log lines; `seed` staggers the rotation between workers;
+  // `stats` (which must outlive the responder) receives its counts.
+  Responder(std::string listener, std::span<const ZoneConfig> zones, uint64_t seed, DnsStats& stats);
   Responder(const Responder&) = delete;
   Responder& operator=(const Responder&) = delete;
 
@@ -115,7 +100,7 @@ class Responder {
   std::vector<Zone> zones_;
   std::unordered_map<std::string, size_t, NameHash, std::equal_to<>> by_name_;
   Query query_;  // scratch, reused for every packet
-  DnsStats stats_;
+  DnsStats& stats_;
 };
 
 // A zone name ("www.example.com") in lower-cased wire form, root label included; "" if it is not

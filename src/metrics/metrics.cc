@@ -222,6 +222,35 @@ ListenerMetrics* WorkerMetrics::add_listener(std::shared_ptr<const Layout> layou
   return p;
 }
 
+DnsCounters* WorkerMetrics::add_dns_listener(std::string name) {
+  auto d = std::make_unique<Dns>();
+  d->name = std::move(name);
+  DnsCounters* p = &d->counters;
+  std::lock_guard lock(mu_);
+  dns_.push_back(std::move(d));
+  return p;
+}
+
+void add_to(DnsCountsOf<uint64_t>& t, const DnsCounters& c) {
+  t.queries += c.queries.get();
+  t.answered += c.answered.get();
+  t.nodata += c.nodata.get();
+  t.refused += c.refused.get();
+  t.notimp += c.notimp.get();
+  t.formerr += c.formerr.get();
+  t.badvers += c.badvers.get();
+  t.truncated += c.truncated.get();
+  t.fail_open += c.fail_open.get();
+  for (size_t i = 0; i < kDnsParseErrors; ++i) t.malformed[i] += c.malformed[i].get();
+  t.tcp_connections += c.tcp_connections.get();
+  t.tcp_refused += c.tcp_refused.get();
+  t.tcp_closed_bad += c.tcp_closed_bad.get();
+  t.tcp_idle_closed += c.tcp_idle_closed.get();
+  t.udp_oversize += c.udp_oversize.get();
+  t.udp_fragmented += c.udp_fragmented.get();
+  t.udp_send_dropped += c.udp_send_dropped.get();
+}
+
 WorkerMetrics& Registry::add_worker() {
   workers_.push_back(std::make_unique<WorkerMetrics>());
   return *workers_.back();
@@ -231,6 +260,7 @@ Snapshot Registry::collect() const {
   Snapshot snap;
   std::map<std::tuple<std::string, std::string, std::string>, size_t> slot_at;
   std::map<std::string, size_t> listener_at;
+  std::map<std::string, size_t> dns_at;
   for (auto& w : workers_) {
     w->for_each([&](const ListenerMetrics& m) {
       const Layout& layout = m.layout();
@@ -275,7 +305,16 @@ Snapshot Registry::collect() const {
         t.bytes += s.bytes.get();
       }
     });
+    // DNS listeners: by name, so the listeners of every worker and of every config since start
+    // (a reload builds new ones) add up.
+    w->for_each_dns([&](const std::string& name, const DnsCounters& c) {
+      auto [it, fresh] = dns_at.try_emplace(name, snap.dns.size());
+      if (fresh) snap.dns.push_back({name, {}});
+      add_to(snap.dns[it->second].n, c);
+    });
   }
+  std::sort(snap.dns.begin(), snap.dns.end(),
+            [](const DnsTotals& a, const DnsTotals& b) { return a.name < b.name; });
   std::sort(snap.slots.begin(), snap.slots.end(), [](const SlotTotals& a, const SlotTotals& b) {
     return std::tie(a.listener, a.backend, a.server) < std::tie(b.listener, b.backend, b.server);
   });

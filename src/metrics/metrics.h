@@ -1,9 +1,10 @@
 // Metrics: per-worker counters, summed when read (STYLE 7). Each worker owns one WorkerMetrics and,
-// in it, one ListenerMetrics per listener: plain arrays of counters indexed by numbers worked out
-// when the listener was built, so counting a request is an array increment (no lock, no map, no
-// allocation, no cache line shared with another worker). Counters are atomics written by their
-// worker alone (a relaxed load and store, not a locked add) and read by the control thread, which
-// sums them across workers when /metrics is scraped. Front header of the metrics module.
+// in it, one ListenerMetrics per listener (DnsCounters for a dns listener): plain arrays of
+// counters indexed by numbers worked out when the listener was built, so counting a request is an
+// array increment (no lock, no map, no allocation, no cache line shared with another worker).
+// Counters are atomics written by their worker alone (a relaxed load and store, not a locked add)
+// and read by the control thread, which sums them across workers when /metrics is scraped. Front
+// header of the metrics module.
 #pragma once
 #include <array>
 #include <atomic>
@@ -13,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "config/config.h"
@@ -227,6 +229,36 @@ class alignas(64) ListenerMetrics {
   std::array<Counter, kRefusals> refusals_;
 };
 
+// The counters of one `protocol: dns` listener on one worker (src/dns/ writes them as DnsStats),
+// templated so that the per-worker counters and their sums across workers list the fields once.
+// STYLE 11: every reply refused and every packet dropped is counted, by reason. They live here,
+// owned by the worker's WorkerMetrics, and not in the dns listener, which a reload destroys once
+// its old worker stops: the control thread may read them at any time, and the sums stay monotonic.
+inline constexpr size_t kDnsParseErrors = 8;  // dns::ParseError::kCount (static_assert in dns/responder.h)
+template <typename T>
+struct DnsCountsOf {
+  T queries{};    // messages handed to the responder (UDP datagrams, TCP messages)
+  T answered{};   // NOERROR with at least one record
+  T nodata{};     // NOERROR, empty answer (other types, or no server of the family)
+  T refused{};    // names outside the zones, classes other than IN
+  T notimp{};     // opcodes other than QUERY
+  T formerr{};    // a bad OPT record
+  T badvers{};    // EDNS version other than 0
+  T truncated{};  // TC: the answer did not fit the client's UDP size
+  T fail_open{};  // answered with every server because none was up
+  std::array<T, kDnsParseErrors> malformed{};  // dropped unanswered, by dns::ParseError
+  T tcp_connections{};                         // accepted
+  T tcp_refused{};                             // closed at accept: the worker's connection cap was reached
+  T tcp_closed_bad{};                          // closed for a malformed or oversized message
+  T tcp_idle_closed{};                         // closed by the idle timeout
+  T udp_oversize{};                            // a datagram larger than our receive slot (dropped)
+  T udp_fragmented{};                          // replies above the interface MTU, sent without DF
+  T udp_send_dropped{};                        // replies dropped because the socket would block or failed
+};
+using DnsCounters = DnsCountsOf<Counter>;
+// Adds what `c` holds now to `t` (control thread).
+void add_to(DnsCountsOf<uint64_t>& t, const DnsCounters& c);
+
 // A worker's metrics: the ListenerMetrics of every listener it has had. They are never freed
 // before the worker, so a connection of a listener removed by a reload can still count, and
 // counters stay monotonic across reloads (the reader sums them by label).
@@ -239,10 +271,23 @@ class WorkerMetrics {
     std::lock_guard lock(mu_);
     for (auto& l : listeners_) fn(*l);
   }
+  // A dns listener's counters, kept like the ListenerMetrics above (any thread; start-up and reload).
+  DnsCounters* add_dns_listener(std::string name);
+  template <typename Fn>
+  void for_each_dns(Fn&& fn) const {  // fn(name, counters)
+    std::lock_guard lock(mu_);
+    for (auto& d : dns_) fn(std::as_const(d->name), std::as_const(d->counters));
+  }
 
  private:
+  // Allocated on its own lines, like ListenerMetrics: no line shared with another worker.
+  struct alignas(64) Dns {
+    std::string name;
+    DnsCounters counters;
+  };
   mutable std::mutex mu_;  // taken when a listener is added and when the control thread reads
   std::vector<std::unique_ptr<ListenerMetrics>> listeners_;
+  std::vector<std::unique_ptr<Dns>> dns_;
 };
 
 // Sums across workers, by label.
@@ -262,9 +307,14 @@ struct ListenerTotals {
            cache_stored_bytes = 0, store_fail_open = 0;
   std::array<uint64_t, kRefusals> refusals{};
 };
+struct DnsTotals {
+  std::string name;
+  DnsCountsOf<uint64_t> n;
+};
 struct Snapshot {
   std::vector<SlotTotals> slots;          // sorted by (listener, backend, server)
-  std::vector<ListenerTotals> listeners;  // sorted by name
+  std::vector<ListenerTotals> listeners;  // sorted by name; dns listeners are in `dns` only
+  std::vector<DnsTotals> dns;             // sorted by name
 };
 
 // Every worker's metrics. Owned by the runtime; workers are added at start.

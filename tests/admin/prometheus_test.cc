@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "dns/query.h"
 #include "upstream/server.h"
 
 namespace fulcrum::admin {
@@ -47,6 +48,24 @@ metrics::Snapshot snapshot() {
   l.active = 3;
   l.refusals[static_cast<size_t>(metrics::Refusal::kNoServer)] = 5;
   snap.listeners.push_back(l);
+  metrics::DnsTotals d;
+  d.name = "dns";
+  d.n.queries = 20;
+  d.n.answered = 9;
+  d.n.nodata = 2;
+  d.n.refused = 1;
+  d.n.badvers = 1;
+  d.n.truncated = 3;
+  d.n.fail_open = 4;
+  d.n.malformed[static_cast<size_t>(dns::ParseError::kShort)] = 3;
+  d.n.malformed[static_cast<size_t>(dns::ParseError::kQdcount)] = 1;
+  d.n.udp_oversize = 6;
+  d.n.udp_send_dropped = 2;
+  d.n.udp_fragmented = 1;
+  d.n.tcp_connections = 5;
+  d.n.tcp_closed_bad = 2;
+  d.n.tcp_idle_closed = 1;
+  snap.dns.push_back(d);
   return snap;
 }
 
@@ -113,10 +132,39 @@ TEST(PrometheusTest, EveryFamilyHasHelpAndTypeAndEverySampleParses) {
   EXPECT_EQ(values["fulcrum_server_weight{backend=\"app\",server=\"s1\"}"], "3");
   EXPECT_EQ(values["fulcrum_health_checks_total{backend=\"app\",server=\"s2\",result=\"L7STS\"}"], "1");
   EXPECT_EQ(values["fulcrum_uptime_seconds"], "12.5");
+  EXPECT_EQ(values["fulcrum_dns_queries_total{listener=\"dns\"}"], "20");
+  EXPECT_EQ(values["fulcrum_dns_responses_total{listener=\"dns\",result=\"noerror\"}"], "9");
+  EXPECT_EQ(values["fulcrum_dns_responses_total{listener=\"dns\",result=\"nodata\"}"], "2");
+  EXPECT_EQ(values["fulcrum_dns_responses_total{listener=\"dns\",result=\"refused\"}"], "1");
+  EXPECT_EQ(values["fulcrum_dns_responses_total{listener=\"dns\",result=\"badvers\"}"], "1");
+  EXPECT_EQ(values["fulcrum_dns_responses_total{listener=\"dns\",result=\"notimp\"}"], "0");
+  EXPECT_EQ(values["fulcrum_dns_responses_total{listener=\"dns\",result=\"formerr\"}"], "0");
+  EXPECT_EQ(values["fulcrum_dns_truncated_total{listener=\"dns\"}"], "3");
+  EXPECT_EQ(values["fulcrum_dns_fail_open_total{listener=\"dns\"}"], "4");
+  EXPECT_EQ(values["fulcrum_dns_dropped_total{listener=\"dns\",reason=\"short\"}"], "3");
+  EXPECT_EQ(values["fulcrum_dns_dropped_total{listener=\"dns\",reason=\"qdcount\"}"], "1");
+  EXPECT_EQ(values["fulcrum_dns_dropped_total{listener=\"dns\",reason=\"oversize\"}"], "6");
+  EXPECT_EQ(values["fulcrum_dns_dropped_total{listener=\"dns\",reason=\"send_dropped\"}"], "2");
+  EXPECT_EQ(values["fulcrum_dns_udp_fragmented_total{listener=\"dns\"}"], "1");
+  EXPECT_EQ(values["fulcrum_dns_tcp_connections_total{listener=\"dns\"}"], "5");
+  EXPECT_EQ(values["fulcrum_dns_tcp_closed_total{listener=\"dns\",reason=\"bad\"}"], "2");
+  EXPECT_EQ(values["fulcrum_dns_tcp_closed_total{listener=\"dns\",reason=\"idle\"}"], "1");
+  EXPECT_EQ(values["fulcrum_dns_tcp_closed_total{listener=\"dns\",reason=\"refused\"}"], "0");
+  // Every reason is written, zeros too, under a stable lower_snake name; never "ok" (ParseError::kNone).
+  std::set<std::string> reasons;
+  for (auto& [key, v] : values)
+    if (key.rfind("fulcrum_dns_dropped_total{", 0) == 0) reasons.insert(key);
+  EXPECT_EQ(reasons.size(), metrics::kDnsParseErrors - 1 + 2);
+  for (const char* r : {"short", "response", "qdcount", "label", "pointer", "name_too_long", "trailing"})
+    EXPECT_TRUE(values.count(std::string("fulcrum_dns_dropped_total{listener=\"dns\",reason=\"") + r + "\"}"))
+        << r;
   for (const char* fam :
        {"fulcrum_requests_total", "fulcrum_request_duration_seconds", "fulcrum_server_up",
         "fulcrum_active_connections", "fulcrum_cache_hits_total", "fulcrum_health_checks_total",
-        "fulcrum_server_active_requests", "fulcrum_server_weight", "fulcrum_refused_total"})
+        "fulcrum_server_active_requests", "fulcrum_server_weight", "fulcrum_refused_total",
+        "fulcrum_dns_queries_total", "fulcrum_dns_responses_total", "fulcrum_dns_truncated_total",
+        "fulcrum_dns_fail_open_total", "fulcrum_dns_dropped_total", "fulcrum_dns_udp_fragmented_total",
+        "fulcrum_dns_tcp_connections_total", "fulcrum_dns_tcp_closed_total"})
     EXPECT_TRUE(typed.count(fam)) << fam;
 }
 

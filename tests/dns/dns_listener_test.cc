@@ -43,7 +43,7 @@ class DnsListenerTest : public ::testing::Test {
       if (!tcp.ok()) continue;
       zone_ = {"www.example.com", backend_.get(), 30, answers};
       listener_ = std::make_unique<DnsListener>(loop_, spec_, std::span<const ZoneConfig>(&zone_, 1), 0,
-                                                std::move(*udp), std::move(*tcp));
+                                                stats_, std::move(*udp), std::move(*tcp));
     }
     ASSERT_TRUE(listener_) << "no free UDP+TCP port pair";
   }
@@ -145,6 +145,7 @@ class DnsListenerTest : public ::testing::Test {
   config::Listener spec_;
   std::unique_ptr<upstream::Backend> backend_;
   ZoneConfig zone_;
+  DnsStats stats_;  // before the listener, which counts into it
   std::unique_ptr<DnsListener> listener_;
   uint16_t port_ = 0;
 };

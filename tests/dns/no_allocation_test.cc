@@ -30,7 +30,8 @@ TEST(DnsNoAllocation, RespondAllocatesNothing) {
   upstream::Backend backend(testing::backend_spec(servers));
   std::vector<ZoneConfig> zones = {{"www.example.com", &backend, 30, 0},
                                    {"two.example.com", &backend, 30, 2}};
-  Responder r("dns", zones, 1);
+  DnsStats stats;
+  Responder r("dns", zones, 1, stats);
   QueryOptions edns;
   edns.edns = true;
   edns.udp_size = 4096;

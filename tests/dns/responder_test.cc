@@ -27,7 +27,7 @@ class ResponderTest : public ::testing::Test {
   void make(const std::vector<ServerSpec>& servers, uint32_t answers = 0, uint32_t ttl = 30) {
     backend_ = std::make_unique<upstream::Backend>(testing::backend_spec(servers));
     ZoneConfig z{"www.example.com", backend_.get(), ttl, answers};
-    responder_ = std::make_unique<Responder>("dns", std::span<const ZoneConfig>(&z, 1), 0);
+    responder_ = std::make_unique<Responder>("dns", std::span<const ZoneConfig>(&z, 1), 0, stats_);
   }
 
   Decoded ask(std::string_view name, uint16_t qtype, const QueryOptions& o = {},
@@ -41,6 +41,7 @@ class ResponderTest : public ::testing::Test {
   upstream::Server& server(size_t i) { return *backend_->servers()[i]; }
 
   std::unique_ptr<upstream::Backend> backend_;
+  DnsStats stats_;  // in the runtime, the worker's metrics own these
   std::unique_ptr<Responder> responder_;
   std::vector<uint8_t> out_ = std::vector<uint8_t>(kMaxTcpMessage);
 };
@@ -174,7 +175,7 @@ TEST_F(ResponderTest, ServersStillCheckingAreNotAnswered) {
   spec.health.check = "tcp";
   backend_ = std::make_unique<upstream::Backend>(spec);
   ZoneConfig z{"www.example.com", backend_.get(), 30, 0};
-  responder_ = std::make_unique<Responder>("dns", std::span<const ZoneConfig>(&z, 1), 0);
+  responder_ = std::make_unique<Responder>("dns", std::span<const ZoneConfig>(&z, 1), 0, stats_);
   EXPECT_EQ(ask("www.example.com", kTypeA).answers.size(), 2u);
   server(0).set_health(upstream::Health::kUp);
   EXPECT_EQ(ask("www.example.com", kTypeA).answers, std::vector<std::string>{"10.0.0.1"});
@@ -383,7 +384,8 @@ TEST_F(ResponderTest, SeveralZonesSeveralBackends) {
   upstream::Backend a(testing::backend_spec({{"10.0.0.1:80"}}));
   upstream::Backend b(testing::backend_spec({{"10.9.9.9:80"}}));
   std::vector<ZoneConfig> zones = {{"a.example", &a, 10, 0}, {"B.Example.", &b, 20, 0}};
-  Responder r("dns", zones, 7);
+  DnsStats stats;
+  Responder r("dns", zones, 7, stats);
   std::vector<uint8_t> out(4096);
   auto q = make_query("a.example", kTypeA);
   Decoded d = decode({out.data(), r.respond(q, Transport::kUdp, out)});

@@ -2,15 +2,18 @@
 across queries, weights, `answers: 2`, a TCP query, REFUSED outside the zones, an empty answer for
 other types, AAAA from IPv6 servers, TC and the TCP retry with many servers, a server leaving the
 answers when its health check fails and coming back when it passes, fail open with every server
-down, and malformed packets that change nothing. Every wait is bounded."""
+down, malformed packets that change nothing, and the fulcrum_dns_* counters of GET /metrics
+(exact, across workers and a reload). Every wait is bounded."""
 import collections
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -273,6 +276,153 @@ def test_malformed_packets_change_nothing(fulcrum):
     r = dig(port)
     assert r["status"] == "NOERROR" and len(r["answers"]) == 2
     assert f.alive()
+
+
+def dns_metrics(admin_port):
+    """{(name, frozenset(labels)): value} of every fulcrum_dns_* sample of GET /metrics, checking
+    that each family has HELP and TYPE counter before its samples."""
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port, timeout=5).read().decode()
+    typed, out = set(), {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE fulcrum_dns_"):
+            name, kind = line[7:].split(" ")
+            assert kind == "counter", line
+            typed.add(name)
+        if not line.startswith("fulcrum_dns_"):
+            continue
+        m = re.match(r'^([a-z_]+)(?:\{(.*)\})? (\d+)$', line)
+        assert m, line
+        assert m.group(1) in typed, "sample before its TYPE: " + line
+        labels = frozenset(re.findall(r'([a-z_]+)="([^"]*)"', m.group(2) or ""))
+        out[(m.group(1), labels)] = int(m.group(3))
+    return out
+
+
+def expected_dns_metrics(listener, counts):
+    """Every fulcrum_dns_* series of `listener`, zero unless `counts` ({(name, extra labels):
+    value}, extra labels as a tuple of pairs) says otherwise."""
+    series = [("fulcrum_dns_queries_total", ()), ("fulcrum_dns_truncated_total", ()),
+              ("fulcrum_dns_fail_open_total", ()), ("fulcrum_dns_udp_fragmented_total", ()),
+              ("fulcrum_dns_tcp_connections_total", ())]
+    series += [("fulcrum_dns_responses_total", (("result", r),))
+               for r in ("noerror", "nodata", "refused", "notimp", "formerr", "badvers")]
+    series += [("fulcrum_dns_dropped_total", (("reason", r),))
+               for r in ("short", "response", "qdcount", "label", "pointer", "name_too_long", "trailing",
+                         "oversize", "send_dropped")]
+    series += [("fulcrum_dns_tcp_closed_total", (("reason", r),)) for r in ("refused", "bad", "idle")]
+    unknown = set(counts) - set(series)
+    assert not unknown, unknown
+    return {(name, frozenset((("listener", listener),) + extra)): counts.get((name, extra), 0)
+            for name, extra in series}
+
+
+def thread_count(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"^Threads:\s+(\d+)", f.read(), re.M).group(1))
+
+
+def test_metrics_count_answers_and_drops_exactly_across_a_reload(fulcrum):
+    """GET /metrics shows the dns listener's counters summed over both workers: each reply by
+    result, each malformed packet dropped by reason (the issue's "dropped and counted"), TCP
+    connections and those fulcrum closed. A reload (SIGHUP) retires the listeners that counted
+    them; the sums stay and go on from there."""
+    port, admin = free_port(), free_port()
+    f = fulcrum(tcp_config({"app": {"servers": servers(2)}},
+                           [dns_listener(port, [{"name": NAME, "backend": "app", "ttl": 30}])], workers=2,
+                           admin={"listen": "127.0.0.1:%d" % admin}))
+    assert dns_metrics(admin) == expected_dns_metrics("dns", {})  # every series, at zero, from the start
+
+    # Answered: 4 with records (one over TCP), one NODATA, one REFUSED, one BADVERS.
+    for _ in range(3):
+        assert len(dig(port)["answers"]) == 2
+    assert dig(port, NAME, "A", "+tcp")["status"] == "NOERROR"
+    assert dig(port, NAME, "MX")["status"] == "NOERROR"
+    assert dig(port, "www.example.org")["status"] == "REFUSED"
+    assert "status: BADVERS" in dig(port, NAME, "A", "+edns=1", "+noednsnegotiation")["text"]
+
+    def header(qid, flags=0, qd=1, an=0, ns=0, ar=0):
+        return struct.pack(">HHHHHH", qid, flags, qd, an, ns, ar)
+    question = b"\x03www\x07example\x03com\x00\x00\x01\x00\x01"
+    opt = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        # Answered by an error code: NOTIMP (opcode STATUS), FORMERR (two OPT records).
+        for packet, rcode in ((header(1, flags=2 << 11, qd=0), 4), (header(2, ar=2) + question + opt + opt, 1)):
+            s.sendto(packet, ("127.0.0.1", port))
+            reply = s.recv(4096)
+            assert reply[:2] == packet[:2] and reply[3] & 0x0F == rcode, reply
+        # Dropped unanswered, one per reason.
+        junk = [b"\x00\x01\x00",                                                  # short
+                header(3, flags=0x8000) + question,                               # response
+                header(4, qd=2) + question * 2,                                   # qdcount
+                header(5) + b"\x41a\x00\x00\x01\x00\x01",                         # label (type 01)
+                header(6) + b"\xc0\x0c\x00\x01\x00\x01",                          # pointer
+                header(7) + (b"\x3f" + b"a" * 63) * 5 + b"\x00\x00\x01\x00\x01",  # name_too_long
+                header(8) + question + b"\x00",                                   # trailing
+                b"\x00" * 4000]                                                   # oversize
+        for j in junk:
+            s.sendto(j, ("127.0.0.1", port))
+        s.settimeout(0.3)
+        with pytest.raises(socket.timeout):
+            s.recv(4096)
+    # Over TCP a malformed query, framed well, is dropped and closes its connection; so does a
+    # length no query can have (never handed to the responder: not in queries).
+    for data in (b"\x00\x0c" + header(9, qd=0), b"\x00\x05hello"):
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as c:
+            c.sendall(data)
+            assert c.recv(100) == b""
+
+    counts = {
+        ("fulcrum_dns_queries_total", ()): 7 + 2 + 8,  # dig, NOTIMP and FORMERR, 8 malformed
+        ("fulcrum_dns_responses_total", (("result", "noerror"),)): 4,
+        ("fulcrum_dns_responses_total", (("result", "nodata"),)): 1,
+        ("fulcrum_dns_responses_total", (("result", "refused"),)): 1,
+        ("fulcrum_dns_responses_total", (("result", "badvers"),)): 1,
+        ("fulcrum_dns_responses_total", (("result", "notimp"),)): 1,
+        ("fulcrum_dns_responses_total", (("result", "formerr"),)): 1,
+        ("fulcrum_dns_dropped_total", (("reason", "short"),)): 1,
+        ("fulcrum_dns_dropped_total", (("reason", "response"),)): 1,
+        ("fulcrum_dns_dropped_total", (("reason", "qdcount"),)): 2,  # one over UDP, one over TCP
+        ("fulcrum_dns_dropped_total", (("reason", "label"),)): 1,
+        ("fulcrum_dns_dropped_total", (("reason", "pointer"),)): 1,
+        ("fulcrum_dns_dropped_total", (("reason", "name_too_long"),)): 1,
+        ("fulcrum_dns_dropped_total", (("reason", "trailing"),)): 1,
+        ("fulcrum_dns_dropped_total", (("reason", "oversize"),)): 1,
+        ("fulcrum_dns_tcp_connections_total", ()): 3,
+        ("fulcrum_dns_tcp_closed_total", (("reason", "bad"),)): 2,
+    }
+    want = expected_dns_metrics("dns", counts)
+    # The drops send nothing back to wait for: wait for the counts (either worker may have them).
+    got = {}
+
+    def settled():
+        got.update(dns_metrics(admin))
+        return got == want
+    try:
+        wait_until(settled, 5, 0.05, "the dns counters")
+    except AssertionError:
+        assert got == want  # shows the difference
+    # The other metrics do not list the dns listener as an http one.
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=5).read().decode()
+    assert 'fulcrum_cache_hits_total{listener="dns"}' not in text
+
+    # Reload: new listeners on new workers; the old ones stop, their threads end and they are
+    # freed. What they counted stays, and the new ones add to it.
+    threads = thread_count(f.pid)
+    os.kill(f.pid, signal.SIGHUP)
+    wait_until(lambda: "reloaded" in f.stderr, 5, what="reload")
+    wait_until(lambda: thread_count(f.pid) == threads, 5, 0.05, "the old workers to end")
+    assert len(dig(port)["answers"]) == 2
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(header(10, qd=2) + question * 2, ("127.0.0.1", port))
+    counts[("fulcrum_dns_queries_total", ())] += 2
+    counts[("fulcrum_dns_responses_total", (("result", "noerror"),))] += 1
+    counts[("fulcrum_dns_dropped_total", (("reason", "qdcount"),))] += 1
+    want = expected_dns_metrics("dns", counts)
+    try:
+        wait_until(settled, 5, 0.05, "the dns counters after the reload")
+    except AssertionError:
+        assert got == want
 
 
 # Prints "SPORT DF MF OFFSET LEN IPID" for each IPv4 packet on lo (one direction), for SECS seconds.

@@ -202,6 +202,49 @@ TEST(MetricsTest, WorkersAndReloadsAreSummedByLabel) {
               std::tie(snap.slots[i].listener, snap.slots[i].backend, snap.slots[i].server));
 }
 
+TEST(MetricsTest, DnsCountersAreSummedAcrossWorkersAndReloads) {
+  Registry reg;
+  WorkerMetrics& w1 = reg.add_worker();
+  WorkerMetrics& w2 = reg.add_worker();
+  DnsCounters* a = w1.add_dns_listener("dns");
+  DnsCounters* b = w2.add_dns_listener("dns");
+  DnsCounters* other = w2.add_dns_listener("another");
+  a->queries.add(3);
+  a->answered.add(2);
+  a->malformed[1].add();
+  b->queries.add(4);
+  b->refused.add(4);
+  b->tcp_connections.add();
+  b->tcp_closed_bad.add();
+  other->udp_oversize.add(7);
+  // A reload gives the new workers their own counters; the old ones stay in the registry (the
+  // retired listener is gone), so the sums by name never go back.
+  WorkerMetrics& w3 = reg.add_worker();
+  DnsCounters* c = w3.add_dns_listener("dns");
+  c->queries.add();
+  c->nodata.add();
+  c->malformed[1].add(2);
+  c->udp_send_dropped.add(5);
+  Snapshot snap = reg.collect();
+  EXPECT_TRUE(snap.listeners.empty());  // dns listeners have their own totals
+  ASSERT_EQ(snap.dns.size(), 2u);
+  EXPECT_EQ(snap.dns[0].name, "another");
+  EXPECT_EQ(snap.dns[0].n.udp_oversize, 7u);
+  EXPECT_EQ(snap.dns[0].n.queries, 0u);
+  const DnsCountsOf<uint64_t>& d = snap.dns[1].n;
+  EXPECT_EQ(snap.dns[1].name, "dns");
+  EXPECT_EQ(d.queries, 8u);
+  EXPECT_EQ(d.answered, 2u);
+  EXPECT_EQ(d.refused, 4u);
+  EXPECT_EQ(d.nodata, 1u);
+  EXPECT_EQ(d.malformed[1], 3u);
+  EXPECT_EQ(d.malformed[2], 0u);
+  EXPECT_EQ(d.tcp_connections, 1u);
+  EXPECT_EQ(d.tcp_closed_bad, 1u);
+  EXPECT_EQ(d.udp_send_dropped, 5u);
+  EXPECT_EQ(d.udp_oversize, 0u);
+}
+
 TEST(MetricsTest, ReaderSeesMonotonicCountsWhileAWorkerWrites) {
   auto cfg = make_config();
   Registry reg;
