@@ -137,26 +137,37 @@ run_perf() {  # NAME PORT ROUND -> queries/s on stdout
 median() { sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 log "dnsperf ${SECS}s x $ROUNDS rounds, $CLIENTS clients, $OUTSTANDING outstanding; $WORKERS worker(s) each"
-declare -a NSD_QPS=() FULCRUM_QPS=()
+declare -a NSD_QPS=() FULCRUM_QPS=() NSD_CPU=() FULCRUM_CPU=()
+HZ=$(getconf CLK_TCK)
 for ((r = 1; r <= ROUNDS; r++)); do
   if ((r % 2)); then order="nsd fulcrum"; else order="fulcrum nsd"; fi
   for t in $order; do
+    read -r -a pids <<<"$(proc_tree "$t")"
+    c0=$(cpu_ticks "${pids[@]}")
     if [ "$t" = nsd ]; then
       q=$(run_perf nsd "$NSD_PORT" "$r"); NSD_QPS+=("$q")
     else
       q=$(run_perf fulcrum "$FULCRUM_PORT" "$r"); FULCRUM_QPS+=("$q")
     fi
-    log "round $r: $t $q queries/s"
+    c1=$(cpu_ticks "${pids[@]}")
+    # The server's own CPU time per query answered (its processes' user + system time).
+    cpu=$(awk -v c=$((c1 - c0)) -v hz="$HZ" '/Queries completed:/ { printf "%.3f", (c / hz * 1e6) / $3 }' \
+      "$BENCH_DIR/dnsperf-$t-$r.txt")
+    if [ "$t" = nsd ]; then NSD_CPU+=("$cpu"); else FULCRUM_CPU+=("$cpu"); fi
+    log "round $r: $t $q queries/s, $cpu us of CPU per query"
   done
 done
 nsd_med=$(printf '%s\n' "${NSD_QPS[@]}" | median)
 ful_med=$(printf '%s\n' "${FULCRUM_QPS[@]}" | median)
+nsd_cpu=$(printf '%s\n' "${NSD_CPU[@]}" | median)
+ful_cpu=$(printf '%s\n' "${FULCRUM_CPU[@]}" | median)
 ratio=$(awk -v a="$ful_med" -v b="$nsd_med" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}')
 lost=$(awk '/Queries lost:/ {s += $3} END {print s + 0}' "$BENCH_DIR"/dnsperf-fulcrum-*.txt)
 {
-  printf '%-10s %14s\n' target "queries/s"
-  printf '%-10s %14.0f\n' nsd "$nsd_med"
-  printf '%-10s %14.0f\n' fulcrum "$ful_med"
-  printf 'ratio fulcrum/nsd: %s (target >= 1.0); fulcrum queries lost: %s\n' "$ratio" "$lost"
+  printf '%-10s %14s %16s\n' target "queries/s" "cpu us/query"
+  printf '%-10s %14.0f %16.3f\n' nsd "$nsd_med" "$nsd_cpu"
+  printf '%-10s %14.0f %16.3f\n' fulcrum "$ful_med" "$ful_cpu"
+  printf 'ratio fulcrum/nsd: %s (target >= 1.0); CPU per query %s; fulcrum queries lost: %s\n' "$ratio" \
+    "$(awk -v a="$ful_cpu" -v b="$nsd_cpu" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}')" "$lost"
 } | tee "$BENCH_DIR/summary.txt"
 log "raw output in $BENCH_DIR"

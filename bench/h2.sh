@@ -132,14 +132,20 @@ run_h2load() {
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-declare -A RES
-scenario() {  # NAME PATH ARGS...
-  local name=$1 path=$2; shift 2
-  local r t order
+declare -A RES CPU
+HZ=$(getconf CLK_TCK)
+scenario() {  # NAME REQUESTS PATH ARGS...: REQUESTS per run, for the CPU time per request
+  local name=$1 n=$2 path=$3; shift 3
+  local r t order c0 c1
   for ((r = 0; r < ROUNDS; r++)); do
     if ((r % 2)); then order=(haproxy nginx fulcrum); else order=(fulcrum nginx haproxy); fi
     for t in "${order[@]}"; do
+      local -a pids
+      read -r -a pids <<<"$(proc_tree "$t")"
+      c0=$(cpu_ticks "${pids[@]}")
       RES[$name.$t]+="$(run_h2load "$t" "$path" "$@") "
+      c1=$(cpu_ticks "${pids[@]}")
+      CPU[$name.$t]+="$(awk -v c=$((c1 - c0)) -v hz="$HZ" -v n="$n" 'BEGIN { printf "%.2f", c / hz * 1e6 / n }') "
     done
   done
 }
@@ -147,13 +153,13 @@ scenario() {  # NAME PATH ARGS...
 log "warm-up"
 for t in "${TARGETS[@]}"; do run_h2load "$t" /static/index.html -n2000 -c4 -m10 >/dev/null; done
 log "h2_static: $N requests, $C connections x $M streams, $ROUNDS rounds"
-scenario h2_static /static/index.html -n"$N" -c"$C" -m"$M"
+scenario h2_static "$N" /static/index.html -n"$N" -c"$C" -m"$M"
 log "h2_proxy"
-scenario h2_proxy /p/index.html -n"$N" -c"$C" -m"$M"
+scenario h2_proxy "$N" /p/index.html -n"$N" -c"$C" -m"$M"
 log "handshakes: $HS_BATCHES x $HS_N new TLS 1.3 connections, one request each"
 ulimit -n 65536 2>/dev/null || true
 for ((b = 0; b < HS_BATCHES; b++)); do
-  scenario handshakes /static/index.html -n"$HS_N" -c"$HS_N" -m1 --tls13-ciphers=TLS_AES_128_GCM_SHA256
+  scenario handshakes "$HS_N" /static/index.html -n"$HS_N" -c"$HS_N" -m1 --tls13-ciphers=TLS_AES_128_GCM_SHA256
 done
 
 {
@@ -169,5 +175,15 @@ done
   done
   echo "(requests/s, medians of $ROUNDS rounds; handshakes: new connections with one request each, per second;"
   echo " h2_static haproxy: a canned in-memory response, not a file, not in the ratio)"
+  echo
+  printf '%-12s %12s %12s %12s %22s\n' "cpu us/req" fulcrum nginx haproxy "fulcrum / same peer"
+  for s in h2_static h2_proxy handshakes; do
+    declare -A cmed=()
+    for t in "${TARGETS[@]}"; do cmed[$t]=$(tr ' ' '\n' <<<"${CPU[$s.$t]}" | grep -v '^$' | median); done
+    if [ "$s" = h2_proxy ]; then peer=haproxy; else peer=nginx; fi
+    printf '%-12s %12.2f %12.2f %12.2f %16s (%s)\n' "$s" "${cmed[fulcrum]}" "${cmed[nginx]}" "${cmed[haproxy]}" \
+      "$(awk -v f="${cmed[fulcrum]}" -v r="${cmed[$peer]}" 'BEGIN { printf "%.2f", (r > 0) ? f / r : 0 }')x" "$peer"
+  done
+  echo "(each server's own CPU time, user + system of its processes, per request or per handshake: medians)"
 } | tee "$d/summary.txt"
 log "results and logs in $d"

@@ -17,6 +17,29 @@ start_bg() {
 }
 
 pid_of() { cat "$BENCH_DIR/pids/$1" 2>/dev/null || true; }
+# proc_tree NAME: the PID started as NAME and all its descendants (nginx's workers; NSD's main
+# and server processes, below the xfrd process that keeps the PID it was started with).
+proc_tree() {
+  local -a todo=($(pid_of "$1")) all=()
+  while [ ${#todo[@]} -gt 0 ]; do
+    local p=${todo[0]}
+    todo=("${todo[@]:1}")
+    all+=("$p")
+    todo+=($(pgrep -P "$p" || true))
+  done
+  echo "${all[@]}"
+}
+# cpu_ticks PID...: user + system clock ticks (getconf CLK_TCK per second) of these processes,
+# all their threads.
+cpu_ticks() {
+  local p t=0 v
+  for p in "$@"; do
+    # After "PID (COMM) ", which may hold spaces: state is field 1, utime 12, stime 13.
+    v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || v=0
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
 
 # stop_one NAME [GRACE_SECS]: SIGTERM by PID, then SIGKILL after GRACE_SECS (default 5).
 stop_one() {

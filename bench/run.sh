@@ -82,24 +82,14 @@ run_wrk() {  # run_wrk OUTFILE SECS CONNS PORT PATH HEADER
   wrk "${args[@]}" "http://127.0.0.1:$port$path" >"$out" 2>&1 || true
 }
 
-# The processes behind a target (its PID and its children: nginx's workers), for CPU accounting.
+# The processes behind a target, for CPU accounting (proc_tree, lib.sh).
 target_pids() {
-  local pid
   case $1 in
-    haproxy*) pid=$(pid_of haproxy) ;;
-    fulcrum*) pid=$(pid_of fulcrum) ;;
-    nginx) pid=$(pid_of nginx-proxy) ;;
-    nginx_cache) pid=$(pid_of nginx-cache) ;;
+    haproxy*) proc_tree haproxy ;;
+    fulcrum*) proc_tree fulcrum ;;
+    nginx) proc_tree nginx-proxy ;;
+    nginx_cache) proc_tree nginx-cache ;;
   esac
-  [ -n "$pid" ] && echo "$pid" $(pgrep -P "$pid" || true)
-}
-cpu_ticks() {  # user + system clock ticks of the given PIDs, all their threads
-  local p t=0 v
-  for p in "$@"; do
-    v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) || v=0
-    t=$((t + ${v:-0}))
-  done
-  echo "$t"
 }
 
 run_scenario() {  # run_scenario ROW

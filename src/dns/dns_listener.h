@@ -67,8 +67,8 @@ class DnsListener final : public IoHandler {
   Fd udp_;
   Fd tcp_;
   Acceptor acceptor_;
-  bool pktinfo_ = false;
-  bool dont_fragment_ = false;  // IPv4 replies carry DF; a too-large one is resent fragmentable  // wildcard bind: replies leave from each query's destination address
+  bool pktinfo_ = false;        // wildcard bind: replies leave from each query's destination address
+  bool dont_fragment_ = false;  // IPv4 replies carry DF; a too-large one is resent fragmentable
   // UDP batch: one slot per datagram, each with its peer, its packet info and its reply.
   std::unique_ptr<uint8_t[]> in_;   // kBatch * kMaxQuery
   std::unique_ptr<uint8_t[]> out_;  // kBatch * kMaxUdpPayload
