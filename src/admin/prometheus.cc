@@ -267,6 +267,64 @@ std::string render_prometheus(const metrics::Snapshot& snap,
       w.begin("fulcrum_dns_tcp_closed_total").label("listener", d.name).label("reason", reason).value(n);
   }
 
+  // ---- udp listeners, from the workers' counters; every series written from the start, as for
+  // dns. A flow ends as exactly one reason of fulcrum_udp_flows_closed_total, so flows_total ==
+  // active_flows + the closed ones. A datagram from a client is forwarded (to_server) or dropped.
+  w.family("fulcrum_udp_flows_total", "counter",
+           "UDP flows opened (a datagram from a new client address and port, given a server), by listener.");
+  for (auto& u : snap.udp)
+    w.begin("fulcrum_udp_flows_total").label("listener", u.name).value(u.n.flows_created);
+  w.family("fulcrum_udp_active_flows", "gauge", "UDP flows open now, by listener.");
+  for (auto& u : snap.udp)
+    w.begin("fulcrum_udp_active_flows").label("listener", u.name).value(u.n.active_flows);
+  w.family("fulcrum_udp_flows_closed_total", "counter",
+           "UDP flows ended, by listener and reason (idle: idle_timeout passed with no datagram; failed: the "
+           "server refused with ICMP port unreachable, or a socket error; stopped: a reload or shutdown).");
+  for (auto& u : snap.udp) {
+    std::pair<const char*, uint64_t> reasons[] = {
+        {"idle", u.n.flows_expired}, {"failed", u.n.flows_failed}, {"stopped", u.n.flows_stopped}};
+    for (auto [reason, n] : reasons)
+      w.begin("fulcrum_udp_flows_closed_total").label("listener", u.name).label("reason", reason).value(n);
+  }
+  w.family("fulcrum_udp_datagrams_total", "counter",
+           "UDP datagrams proxied, by listener and direction (to_server: from a client, forwarded; "
+           "to_client: a server's reply, relayed).");
+  for (auto& u : snap.udp) {
+    w.begin("fulcrum_udp_datagrams_total")
+        .label("listener", u.name)
+        .label("direction", "to_server")
+        .value(u.n.datagrams_in);
+    w.begin("fulcrum_udp_datagrams_total")
+        .label("listener", u.name)
+        .label("direction", "to_client")
+        .value(u.n.datagrams_out);
+  }
+  w.family("fulcrum_udp_bytes_total", "counter",
+           "UDP payload bytes proxied, by listener and direction (to_server, to_client).");
+  for (auto& u : snap.udp) {
+    w.begin("fulcrum_udp_bytes_total")
+        .label("listener", u.name)
+        .label("direction", "to_server")
+        .value(u.n.bytes_in);
+    w.begin("fulcrum_udp_bytes_total")
+        .label("listener", u.name)
+        .label("direction", "to_client")
+        .value(u.n.bytes_out);
+  }
+  w.family("fulcrum_udp_dropped_total", "counter",
+           "UDP datagrams dropped, by listener and reason (no_server: every server down; table_full: the "
+           "worker holds 65536 flows; socket: no socket for a new flow; send_dropped: a send either way "
+           "that would block or failed; oversize: larger than a UDP datagram can be).");
+  for (auto& u : snap.udp) {
+    std::pair<const char*, uint64_t> reasons[] = {{"no_server", u.n.dropped_no_server},
+                                                  {"table_full", u.n.dropped_table_full},
+                                                  {"socket", u.n.dropped_socket},
+                                                  {"send_dropped", u.n.dropped_send},
+                                                  {"oversize", u.n.dropped_oversize}};
+    for (auto [reason, n] : reasons)
+      w.begin("fulcrum_udp_dropped_total").label("listener", u.name).label("reason", reason).value(n);
+  }
+
   // ---- servers, from their shared atomics
   struct Row {
     const upstream::Backend* b;

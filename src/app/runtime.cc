@@ -407,7 +407,9 @@ class RuntimeImpl final : public Runtime {
     if (!udp) return udp.error();
     if (l.protocol == config::Protocol::kUdp) {
       size_t bi = backend_index(l.backend);
+      // Counters in the worker's metrics, as for a dns listener below.
       w.udp.push_back(std::make_unique<l4::UdpListener>(w.loop, l, backends[bi]->spec(), *w.pickers[bi],
+                                                        *w.metrics->add_udp_listener(l.name),
                                                         std::move(*udp)));
       return {};
     }

@@ -49,7 +49,7 @@ class UdpFlow final : public Deferred, public IoHandler {
       refused();
       return false;
     }
-    listener_.stats_.dropped_socket.add();
+    listener_.stats_.dropped_send.add();
     if (errno != EAGAIN && errno != ENOBUFS && errno != EINTR)
       FULCRUM_LOG_LIMITED(kWarn, "udp listener %s: send to %s: %s", listener_.spec_.name.c_str(),
                           server_->address_text().c_str(), strerror(errno));
@@ -83,7 +83,7 @@ class UdpFlow final : public Deferred, public IoHandler {
     fd_.reset();  // leaves epoll too: the descriptor is not shared
     server_->end();
     listener_.flows_.erase(key_);
-    listener_.flow_count_.fetch_sub(1, std::memory_order_relaxed);
+    listener_.stats_.active_flows.sub();
     listener_.loop_.defer_delete(this);
   }
 
@@ -122,7 +122,7 @@ class UdpFlow final : public Deferred, public IoHandler {
       m.msg_controllen = control_len_;
     }
     if (::sendmsg(listener_.fd_.get(), &m, MSG_DONTWAIT) < 0) {
-      listener_.stats_.dropped_socket.add();
+      listener_.stats_.dropped_send.add();
       return;
     }
     listener_.stats_.datagrams_out.add();
@@ -159,12 +159,13 @@ size_t UdpListener::KeyHash::operator()(const FlowKey& k) const {
 }
 
 UdpListener::UdpListener(EventLoop& loop, const config::Listener& spec, const config::Backend& backend,
-                         lb::Picker& picker, Fd fd)
+                         lb::Picker& picker, UdpStats& stats, Fd fd)
     : loop_(loop),
       spec_(spec),
       backend_(backend),
       picker_(picker),
       fd_(std::move(fd)),
+      stats_(stats),
       in_(new uint8_t[kBatch * kMaxDatagram]),
       msgs_(kBatch),
       iov_(kBatch),
@@ -200,6 +201,7 @@ void UdpListener::stop_accepting() {
     loop_.remove(fd_.get());
     fd_.reset();
   }
+  stats_.flows_stopped.add(flows_.size());
   while (!flows_.empty()) flows_.begin()->second->close();  // close() erases it
 }
 
@@ -236,12 +238,12 @@ UdpFlow* UdpListener::open_flow(const SocketAddress& client, const FlowKey& key,
   if (auto r = loop_.add(raw, flow, EPOLLIN); !r) {
     stats_.dropped_socket.add();
     flows_.emplace(key, flow);  // so that close() finds and erases it
-    flow_count_.fetch_add(1, std::memory_order_relaxed);
+    stats_.active_flows.add();
     flow->close();
     return nullptr;
   }
   flows_.emplace(key, flow);
-  flow_count_.fetch_add(1, std::memory_order_relaxed);
+  stats_.active_flows.add();
   stats_.flows_created.add();
   FULCRUM_LOG(kDebug, "udp listener %s: flow %s -> %s", spec_.name.c_str(), client.to_string().c_str(),
               server->name().c_str());

@@ -4,12 +4,12 @@
 // datagram either way. Replies go back to the client from the listener's socket, so they come
 // from the address the client sent to. With SO_REUSEPORT the kernel hashes a client's datagrams
 // to one worker's socket, so each flow lives on one worker: the table takes no lock. Touched only
-// by its worker's thread, except flows() and stats(), read by the control thread.
+// by its worker's thread, except flows(); its counters (UdpStats) are owned by the worker's
+// metrics::WorkerMetrics, where the control thread reads them, so they outlive a reload.
 #pragma once
 #include <sys/socket.h>
 
 #include <array>
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -26,25 +26,17 @@ namespace fulcrum::l4 {
 
 class UdpFlow;
 
-// Per listener and worker; summed across workers when read. Every dropped datagram is counted.
-struct UdpStats {
-  metrics::Counter flows_created;
-  metrics::Counter flows_expired;  // idle_timeout
-  metrics::Counter flows_failed;   // the server refused (ICMP port unreachable) or a socket error
-  metrics::Counter datagrams_in;   // client -> server, forwarded
-  metrics::Counter datagrams_out;  // server -> client, relayed
-  metrics::Counter bytes_in;
-  metrics::Counter bytes_out;
-  metrics::Counter dropped_no_server;   // every server down
-  metrics::Counter dropped_table_full;  // kMaxFlows reached on this worker
-  metrics::Counter dropped_socket;      // no descriptor for a new flow, or a send that would block
-  metrics::Counter dropped_oversize;    // larger than kMaxDatagram (cannot happen over IPv4/IPv6 UDP)
-};
+// Per listener and worker; summed across workers when read (GET /metrics, fulcrum_udp_*). Every
+// dropped datagram is counted, by reason. The listener counts into a struct that the worker's
+// metrics::WorkerMetrics owns, so that the counters outlive a listener that a reload retires
+// (metrics/metrics.h lists the fields).
+using UdpStats = metrics::UdpCounters;
 
 class UdpListener final : public IoHandler {
  public:
+  // `stats` (metrics::WorkerMetrics::add_udp_listener) must outlive the listener.
   UdpListener(EventLoop& loop, const config::Listener& spec, const config::Backend& backend,
-              lb::Picker& picker, Fd fd);
+              lb::Picker& picker, UdpStats& stats, Fd fd);
   ~UdpListener();
   UdpListener(const UdpListener&) = delete;
   UdpListener& operator=(const UdpListener&) = delete;
@@ -52,7 +44,7 @@ class UdpListener final : public IoHandler {
   void on_io(uint32_t events) override;
   // Graceful stop: a UDP flow has no end to wait for, so the socket and every flow close now.
   void stop_accepting();
-  size_t flows() const { return flow_count_.load(std::memory_order_relaxed); }
+  size_t flows() const { return stats_.active_flows.get(); }  // any thread
   const UdpStats& stats() const { return stats_; }
 
   // Flows per worker. Each holds a descriptor and about 200 bytes; past this, datagrams that
@@ -85,8 +77,7 @@ class UdpListener final : public IoHandler {
   Millis idle_timeout_{30000};
   bool pktinfo_ = false;
   std::unordered_map<FlowKey, UdpFlow*, KeyHash> flows_;
-  std::atomic<size_t> flow_count_{0};
-  UdpStats stats_;
+  UdpStats& stats_;
   // recvmmsg slots; the pages of a slot are only touched as far as datagrams fill them.
   std::unique_ptr<uint8_t[]> in_;
   std::vector<mmsghdr> msgs_;

@@ -223,7 +223,7 @@ ListenerMetrics* WorkerMetrics::add_listener(std::shared_ptr<const Layout> layou
 }
 
 DnsCounters* WorkerMetrics::add_dns_listener(std::string name) {
-  auto d = std::make_unique<Dns>();
+  auto d = std::make_unique<Named<DnsCounters>>();
   d->name = std::move(name);
   DnsCounters* p = &d->counters;
   std::lock_guard lock(mu_);
@@ -251,6 +251,32 @@ void add_to(DnsCountsOf<uint64_t>& t, const DnsCounters& c) {
   t.udp_send_dropped += c.udp_send_dropped.get();
 }
 
+UdpCounters* WorkerMetrics::add_udp_listener(std::string name) {
+  auto u = std::make_unique<Named<UdpCounters>>();
+  u->name = std::move(name);
+  UdpCounters* p = &u->counters;
+  std::lock_guard lock(mu_);
+  udp_.push_back(std::move(u));
+  return p;
+}
+
+void add_to(UdpCountsOf<uint64_t>& t, const UdpCounters& c) {
+  t.flows_created += c.flows_created.get();
+  t.active_flows += c.active_flows.get();
+  t.flows_expired += c.flows_expired.get();
+  t.flows_failed += c.flows_failed.get();
+  t.flows_stopped += c.flows_stopped.get();
+  t.datagrams_in += c.datagrams_in.get();
+  t.datagrams_out += c.datagrams_out.get();
+  t.bytes_in += c.bytes_in.get();
+  t.bytes_out += c.bytes_out.get();
+  t.dropped_no_server += c.dropped_no_server.get();
+  t.dropped_table_full += c.dropped_table_full.get();
+  t.dropped_socket += c.dropped_socket.get();
+  t.dropped_send += c.dropped_send.get();
+  t.dropped_oversize += c.dropped_oversize.get();
+}
+
 WorkerMetrics& Registry::add_worker() {
   workers_.push_back(std::make_unique<WorkerMetrics>());
   return *workers_.back();
@@ -261,6 +287,7 @@ Snapshot Registry::collect() const {
   std::map<std::tuple<std::string, std::string, std::string>, size_t> slot_at;
   std::map<std::string, size_t> listener_at;
   std::map<std::string, size_t> dns_at;
+  std::map<std::string, size_t> udp_at;
   for (auto& w : workers_) {
     w->for_each([&](const ListenerMetrics& m) {
       const Layout& layout = m.layout();
@@ -312,9 +339,18 @@ Snapshot Registry::collect() const {
       if (fresh) snap.dns.push_back({name, {}});
       add_to(snap.dns[it->second].n, c);
     });
+    // UDP listeners likewise. A retired listener closed its flows when it stopped, so its
+    // active_flows is 0 and the gauge's sum is the flows open now.
+    w->for_each_udp([&](const std::string& name, const UdpCounters& c) {
+      auto [it, fresh] = udp_at.try_emplace(name, snap.udp.size());
+      if (fresh) snap.udp.push_back({name, {}});
+      add_to(snap.udp[it->second].n, c);
+    });
   }
   std::sort(snap.dns.begin(), snap.dns.end(),
             [](const DnsTotals& a, const DnsTotals& b) { return a.name < b.name; });
+  std::sort(snap.udp.begin(), snap.udp.end(),
+            [](const UdpTotals& a, const UdpTotals& b) { return a.name < b.name; });
   std::sort(snap.slots.begin(), snap.slots.end(), [](const SlotTotals& a, const SlotTotals& b) {
     return std::tie(a.listener, a.backend, a.server) < std::tie(b.listener, b.backend, b.server);
   });

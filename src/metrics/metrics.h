@@ -1,10 +1,10 @@
 // Metrics: per-worker counters, summed when read (STYLE 7). Each worker owns one WorkerMetrics and,
-// in it, one ListenerMetrics per listener (DnsCounters for a dns listener): plain arrays of
-// counters indexed by numbers worked out when the listener was built, so counting a request is an
-// array increment (no lock, no map, no allocation, no cache line shared with another worker).
-// Counters are atomics written by their worker alone (a relaxed load and store, not a locked add)
-// and read by the control thread, which sums them across workers when /metrics is scraped. Front
-// header of the metrics module.
+// in it, one ListenerMetrics per listener (DnsCounters for a dns listener, UdpCounters for a udp
+// one): plain arrays of counters indexed by numbers worked out when the listener was built, so
+// counting a request is an array increment (no lock, no map, no allocation, no cache line shared
+// with another worker). Counters are atomics written by their worker alone (a relaxed load and
+// store, not a locked add) and read by the control thread, which sums them across workers when
+// /metrics is scraped. Front header of the metrics module.
 #pragma once
 #include <array>
 #include <atomic>
@@ -259,6 +259,30 @@ using DnsCounters = DnsCountsOf<Counter>;
 // Adds what `c` holds now to `t` (control thread).
 void add_to(DnsCountsOf<uint64_t>& t, const DnsCounters& c);
 
+// The counters of one `protocol: udp` listener on one worker (src/l4/ writes them as UdpStats),
+// kept like DnsCounters: owned by the worker's WorkerMetrics, so they outlive a UdpListener that a
+// reload retires. Every dropped datagram is counted, by reason, and every flow that ends, by why:
+// flows_created == active_flows + flows_expired + flows_failed + flows_stopped.
+template <typename T>
+struct UdpCountsOf {
+  T flows_created{};       // a datagram from a new client address and port, given a server
+  T active_flows{};        // a gauge: flows open now (one writer: added and taken by the worker)
+  T flows_expired{};       // closed by idle_timeout
+  T flows_failed{};        // closed: the server refused (ICMP port unreachable) or a socket error
+  T flows_stopped{};       // closed by a stop: a reload retiring the listener, or a shutdown
+  T datagrams_in{};        // client -> server, forwarded
+  T datagrams_out{};       // server -> client, relayed
+  T bytes_in{};            // payload bytes of datagrams_in
+  T bytes_out{};           // payload bytes of datagrams_out
+  T dropped_no_server{};   // every server down: no flow opened
+  T dropped_table_full{};  // kMaxFlows reached on this worker: no flow opened
+  T dropped_socket{};      // no socket (or no epoll slot) for a new flow
+  T dropped_send{};        // a send either way that would block or failed (buffer full, ENOBUFS)
+  T dropped_oversize{};    // larger than the receive slot (cannot happen over IPv4/IPv6 UDP)
+};
+using UdpCounters = UdpCountsOf<Counter>;
+void add_to(UdpCountsOf<uint64_t>& t, const UdpCounters& c);
+
 // A worker's metrics: the ListenerMetrics of every listener it has had. They are never freed
 // before the worker, so a connection of a listener removed by a reload can still count, and
 // counters stay monotonic across reloads (the reader sums them by label).
@@ -278,16 +302,25 @@ class WorkerMetrics {
     std::lock_guard lock(mu_);
     for (auto& d : dns_) fn(std::as_const(d->name), std::as_const(d->counters));
   }
+  // A udp listener's counters, the same way.
+  UdpCounters* add_udp_listener(std::string name);
+  template <typename Fn>
+  void for_each_udp(Fn&& fn) const {  // fn(name, counters)
+    std::lock_guard lock(mu_);
+    for (auto& u : udp_) fn(std::as_const(u->name), std::as_const(u->counters));
+  }
 
  private:
   // Allocated on its own lines, like ListenerMetrics: no line shared with another worker.
-  struct alignas(64) Dns {
+  template <typename C>
+  struct alignas(64) Named {
     std::string name;
-    DnsCounters counters;
+    C counters;
   };
   mutable std::mutex mu_;  // taken when a listener is added and when the control thread reads
   std::vector<std::unique_ptr<ListenerMetrics>> listeners_;
-  std::vector<std::unique_ptr<Dns>> dns_;
+  std::vector<std::unique_ptr<Named<DnsCounters>>> dns_;
+  std::vector<std::unique_ptr<Named<UdpCounters>>> udp_;
 };
 
 // Sums across workers, by label.
@@ -311,10 +344,15 @@ struct DnsTotals {
   std::string name;
   DnsCountsOf<uint64_t> n;
 };
+struct UdpTotals {
+  std::string name;
+  UdpCountsOf<uint64_t> n;
+};
 struct Snapshot {
   std::vector<SlotTotals> slots;          // sorted by (listener, backend, server)
-  std::vector<ListenerTotals> listeners;  // sorted by name; dns listeners are in `dns` only
+  std::vector<ListenerTotals> listeners;  // sorted by name; dns and udp listeners are not here
   std::vector<DnsTotals> dns;             // sorted by name
+  std::vector<UdpTotals> udp;             // sorted by name
 };
 
 // Every worker's metrics. Owned by the runtime; workers are added at start.

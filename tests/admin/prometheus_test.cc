@@ -66,6 +66,20 @@ metrics::Snapshot snapshot() {
   d.n.tcp_closed_bad = 2;
   d.n.tcp_idle_closed = 1;
   snap.dns.push_back(d);
+  metrics::UdpTotals u;
+  u.name = "game";
+  u.n.flows_created = 9;
+  u.n.active_flows = 4;
+  u.n.flows_expired = 3;
+  u.n.flows_failed = 1;
+  u.n.flows_stopped = 1;
+  u.n.datagrams_in = 30;
+  u.n.datagrams_out = 28;
+  u.n.bytes_in = 3000;
+  u.n.bytes_out = 2800;
+  u.n.dropped_no_server = 2;
+  u.n.dropped_send = 5;
+  snap.udp.push_back(u);
   return snap;
 }
 
@@ -83,6 +97,7 @@ TEST(PrometheusTest, EveryFamilyHasHelpAndTypeAndEverySampleParses) {
   std::regex sample(
       R"re(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? (\S+)$)re");
   std::set<std::string> helped, typed;
+  std::string family;  // the last TYPE: a family's samples follow it, not another family's
   std::map<std::string, std::string> values;
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) {
@@ -95,6 +110,7 @@ TEST(PrometheusTest, EveryFamilyHasHelpAndTypeAndEverySampleParses) {
       std::string name = line.substr(7, line.find(' ', 7) - 7);
       EXPECT_TRUE(helped.count(name)) << name;
       EXPECT_TRUE(typed.insert(name).second) << name;
+      family = name;
       continue;
     }
     std::smatch m;
@@ -102,6 +118,7 @@ TEST(PrometheusTest, EveryFamilyHasHelpAndTypeAndEverySampleParses) {
     std::string name = m[1];
     std::string base = std::regex_replace(name, std::regex("_(bucket|sum|count)$"), "");
     EXPECT_TRUE(typed.count(name) || typed.count(base)) << "no TYPE before " << line;
+    EXPECT_TRUE(name == family || base == family) << line << " under # TYPE " << family;
     values[name + m[2].str()] = m[5];
   }
   EXPECT_EQ(values["fulcrum_requests_total{listener=\"we\\\"b\",backend=\"app\",server=\"s1\",code=\"2xx\"}"],
@@ -158,13 +175,34 @@ TEST(PrometheusTest, EveryFamilyHasHelpAndTypeAndEverySampleParses) {
   for (const char* r : {"short", "response", "qdcount", "label", "pointer", "name_too_long", "trailing"})
     EXPECT_TRUE(values.count(std::string("fulcrum_dns_dropped_total{listener=\"dns\",reason=\"") + r + "\"}"))
         << r;
+  EXPECT_EQ(values["fulcrum_udp_flows_total{listener=\"game\"}"], "9");
+  EXPECT_EQ(values["fulcrum_udp_active_flows{listener=\"game\"}"], "4");
+  EXPECT_EQ(values["fulcrum_udp_flows_closed_total{listener=\"game\",reason=\"idle\"}"], "3");
+  EXPECT_EQ(values["fulcrum_udp_flows_closed_total{listener=\"game\",reason=\"failed\"}"], "1");
+  EXPECT_EQ(values["fulcrum_udp_flows_closed_total{listener=\"game\",reason=\"stopped\"}"], "1");
+  EXPECT_EQ(values["fulcrum_udp_datagrams_total{listener=\"game\",direction=\"to_server\"}"], "30");
+  EXPECT_EQ(values["fulcrum_udp_datagrams_total{listener=\"game\",direction=\"to_client\"}"], "28");
+  EXPECT_EQ(values["fulcrum_udp_bytes_total{listener=\"game\",direction=\"to_server\"}"], "3000");
+  EXPECT_EQ(values["fulcrum_udp_bytes_total{listener=\"game\",direction=\"to_client\"}"], "2800");
+  EXPECT_EQ(values["fulcrum_udp_dropped_total{listener=\"game\",reason=\"no_server\"}"], "2");
+  EXPECT_EQ(values["fulcrum_udp_dropped_total{listener=\"game\",reason=\"send_dropped\"}"], "5");
+  // Zeros are written too: every reason exists before its first drop.
+  for (const char* r : {"table_full", "socket", "oversize"})
+    EXPECT_EQ(values[std::string("fulcrum_udp_dropped_total{listener=\"game\",reason=\"") + r + "\"}"], "0")
+        << r;
+  size_t udp_series = 0;
+  for (auto& [key, v] : values)
+    if (key.rfind("fulcrum_udp_", 0) == 0) ++udp_series;
+  EXPECT_EQ(udp_series, 1u + 1 + 3 + 2 + 2 + 5);
   for (const char* fam :
        {"fulcrum_requests_total", "fulcrum_request_duration_seconds", "fulcrum_server_up",
         "fulcrum_active_connections", "fulcrum_cache_hits_total", "fulcrum_health_checks_total",
         "fulcrum_server_active_requests", "fulcrum_server_weight", "fulcrum_refused_total",
         "fulcrum_dns_queries_total", "fulcrum_dns_responses_total", "fulcrum_dns_truncated_total",
         "fulcrum_dns_fail_open_total", "fulcrum_dns_dropped_total", "fulcrum_dns_udp_fragmented_total",
-        "fulcrum_dns_tcp_connections_total", "fulcrum_dns_tcp_closed_total"})
+        "fulcrum_dns_tcp_connections_total", "fulcrum_dns_tcp_closed_total", "fulcrum_udp_flows_total",
+        "fulcrum_udp_active_flows", "fulcrum_udp_flows_closed_total", "fulcrum_udp_datagrams_total",
+        "fulcrum_udp_bytes_total", "fulcrum_udp_dropped_total"})
     EXPECT_TRUE(typed.count(fam)) << fam;
 }
 

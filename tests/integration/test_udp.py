@@ -1,13 +1,18 @@
 """`protocol: udp` end to end: the built binary between loopback UDP clients and UDP echo servers
 run by the test. Each client address and port sticks to one server; many client ports spread
 over the servers; replies come from the listener's address; idle flows expire (a new flow, a new
-upstream socket); a server that goes away is left for another; a stop does not wait on flows.
-Every wait is bounded."""
+upstream socket); a server that goes away is left for another; a stop does not wait on flows;
+the fulcrum_udp_* counters of GET /metrics are exact, summed over workers and kept across a
+reload. Every wait is bounded."""
 import collections
+import json
+import os
+import re
 import signal
 import socket
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -189,3 +194,138 @@ def test_stop_does_not_wait_on_flows(fulcrum, echoes):
         t0 = time.monotonic()
         assert f.stop(timeout=5) == 0
         assert time.monotonic() - t0 < 2.0
+
+
+# ---------------------------------------------------------------------------------------------
+# GET /metrics: fulcrum_udp_*
+
+def udp_metrics(admin_port):
+    """{(name, frozenset(labels)): value} of every fulcrum_udp_* sample of GET /metrics, checking
+    that each sample follows its own family's TYPE line."""
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port, timeout=5).read().decode()
+    family, out = None, {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            name, kind = line[7:].split(" ")
+            family = name
+            if name.startswith("fulcrum_udp_"):
+                assert kind == ("gauge" if name == "fulcrum_udp_active_flows" else "counter"), line
+        if not line.startswith("fulcrum_udp_"):
+            continue
+        m = re.match(r'^([a-z_]+)(?:\{(.*)\})? (\d+)$', line)
+        assert m, line
+        assert m.group(1) == family, "sample outside its family: " + line
+        labels = frozenset(re.findall(r'([a-z_]+)="([^"]*)"', m.group(2) or ""))
+        out[(m.group(1), labels)] = int(m.group(3))
+    return out
+
+
+def expected_udp_metrics(listener, counts):
+    """Every fulcrum_udp_* series of `listener`, zero unless `counts` ({(name, extra labels):
+    value}, extra labels as a tuple of pairs) says otherwise."""
+    series = [("fulcrum_udp_flows_total", ()), ("fulcrum_udp_active_flows", ())]
+    series += [("fulcrum_udp_flows_closed_total", (("reason", r),)) for r in ("idle", "failed", "stopped")]
+    series += [(name, (("direction", d),)) for name in ("fulcrum_udp_datagrams_total", "fulcrum_udp_bytes_total")
+               for d in ("to_server", "to_client")]
+    series += [("fulcrum_udp_dropped_total", (("reason", r),))
+               for r in ("no_server", "table_full", "socket", "send_dropped", "oversize")]
+    unknown = set(counts) - set(series)
+    assert not unknown, unknown
+    return {(name, frozenset((("listener", listener),) + extra)): counts.get((name, extra), 0)
+            for name, extra in series}
+
+
+def thread_count(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"^Threads:\s+(\d+)", f.read(), re.M).group(1))
+
+
+def set_state(admin_port, server, state):
+    req = urllib.request.Request(
+        "http://127.0.0.1:%d/api/v1/backends/game/servers/%s" % (admin_port, server), method="PATCH",
+        data=json.dumps({"state": state}).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200
+
+
+def test_metrics_count_flows_datagrams_and_drops_exactly_across_a_reload(fulcrum, echoes):
+    """GET /metrics shows the udp listener's counters summed over both workers: flows opened and
+    open now, datagrams and payload bytes each way, a datagram dropped with no server up. A reload
+    (SIGHUP) retires the listeners that counted them (their flows close as "stopped"); the sums
+    stay, the gauge falls to the flows open now, and the new listeners add to the totals."""
+    servers = echoes(2)
+    admin = free_port()
+    f, port = start_udp(fulcrum, servers, admin={"listen": "127.0.0.1:%d" % admin})
+    assert udp_metrics(admin) == expected_udp_metrics("game", {})  # every series, at zero, from the start
+
+    got = {}
+
+    def settle(want, what):
+        def settled():
+            got.clear()
+            got.update(udp_metrics(admin))
+            return got == want
+        try:
+            wait_until(settled, 5, 0.05, what)
+        except TimeoutError:
+            assert got == want  # shows the difference
+
+    # Six client ports, three datagrams each, every one answered: 6 flows over the 2 workers.
+    clients = [client() for _ in range(6)]
+    try:
+        for rnd in range(3):
+            for c in clients:
+                data, _ = exchange(c, port, b"ping%d" % rnd)  # 5 bytes out, "uN:" + 5 back
+                assert data.endswith(b":ping%d" % rnd)
+        counts = {
+            ("fulcrum_udp_flows_total", ()): 6,
+            ("fulcrum_udp_active_flows", ()): 6,
+            ("fulcrum_udp_datagrams_total", (("direction", "to_server"),)): 18,
+            ("fulcrum_udp_datagrams_total", (("direction", "to_client"),)): 18,
+            ("fulcrum_udp_bytes_total", (("direction", "to_server"),)): 18 * 5,
+            ("fulcrum_udp_bytes_total", (("direction", "to_client"),)): 18 * 8,
+        }
+        # The server counts a reply before the client has it: a scrape right after the last reply
+        # may race the worker's store, so wait for the exact values (bounded).
+        settle(expected_udp_metrics("game", counts), "the udp counters")
+
+        # Every server disabled: a datagram from a new client port opens no flow and is dropped.
+        for s in servers:
+            set_state(admin, s.name, "disabled")
+        with client() as c:
+            c.sendto(b"lost", ("127.0.0.1", port))
+            counts[("fulcrum_udp_dropped_total", (("reason", "no_server"),))] = 1
+            settle(expected_udp_metrics("game", counts), "the no_server drop")
+            c.settimeout(0.3)
+            with pytest.raises(socket.timeout):
+                c.recvfrom(100)
+        for s in servers:
+            set_state(admin, s.name, "up")
+
+        # Reload: new listeners on new workers; the old ones stop, closing their 6 flows, and
+        # their threads end. What they counted stays.
+        threads = thread_count(f.pid)
+        os.kill(f.pid, signal.SIGHUP)
+        wait_until(lambda: "reloaded" in f.stderr, 5, what="reload")
+        wait_until(lambda: thread_count(f.pid) == threads, 5, 0.05, "the old workers to end")
+        counts[("fulcrum_udp_active_flows", ())] = 0
+        counts[("fulcrum_udp_flows_closed_total", (("reason", "stopped"),))] = 6
+        settle(expected_udp_metrics("game", counts), "the udp counters after the reload")
+
+        # Two of the old client ports again: new flows on the new workers, added to the totals.
+        for c in clients[:2]:
+            data, _ = exchange(c, port, b"again")
+            assert data.endswith(b":again")
+        counts[("fulcrum_udp_flows_total", ())] += 2
+        counts[("fulcrum_udp_active_flows", ())] = 2
+        counts[("fulcrum_udp_datagrams_total", (("direction", "to_server"),))] += 2
+        counts[("fulcrum_udp_datagrams_total", (("direction", "to_client"),))] += 2
+        counts[("fulcrum_udp_bytes_total", (("direction", "to_server"),))] += 2 * 5
+        counts[("fulcrum_udp_bytes_total", (("direction", "to_client"),))] += 2 * 8
+        settle(expected_udp_metrics("game", counts), "the udp counters after new traffic")
+    finally:
+        for c in clients:
+            c.close()
+    # The udp listener is not listed as an http one in the other families.
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=5).read().decode()
+    assert 'fulcrum_active_connections{listener="game"}' not in text

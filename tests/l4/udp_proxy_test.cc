@@ -54,8 +54,8 @@ class UdpProxyTest : public ::testing::Test {
     auto fd = listen_socket(listener_spec_.bind, SocketType::kDatagram);
     ASSERT_TRUE(fd.ok());
     address_ = bound_address(fd->get());
-    listener_ =
-        std::make_unique<UdpListener>(loop_, listener_spec_, backend_->spec(), *picker_, std::move(*fd));
+    listener_ = std::make_unique<UdpListener>(loop_, listener_spec_, backend_->spec(), *picker_, stats_,
+                                              std::move(*fd));
   }
 
   // Servers answer "g<i>:<payload>" to whoever sent; returns when pred() holds (~2s at most).
@@ -114,6 +114,7 @@ class UdpProxyTest : public ::testing::Test {
   std::unique_ptr<lb::Picker> picker_;
   config::Listener listener_spec_;
   SocketAddress address_;
+  metrics::UdpCounters stats_;  // the worker's metrics own them in fulcrum; outlives listener_
   std::unique_ptr<UdpListener> listener_;
 };
 
@@ -147,6 +148,11 @@ TEST_F(UdpProxyTest, EachClientPortSticksToOneServer) {
   EXPECT_EQ(listener_->stats().flows_created.get(), 6u);
   EXPECT_EQ(listener_->stats().datagrams_in.get(), 24u);
   EXPECT_EQ(listener_->stats().datagrams_out.get(), 24u);
+  EXPECT_EQ(&listener_->stats(), &stats_);  // counts into the struct it was given
+  EXPECT_EQ(stats_.active_flows.get(), 6u);
+  EXPECT_EQ(stats_.bytes_in.get(), 24u * 2);         // "m0".."m3"
+  EXPECT_EQ(stats_.bytes_out.get(), 24u * (2 + 3));  // "gN:" + payload
+  EXPECT_EQ(stats_.dropped_send.get() + stats_.dropped_socket.get(), 0u);
   for (auto& s : backend_->servers()) EXPECT_EQ(s->active(), 2);  // least_conn sees flows
 }
 
@@ -216,6 +222,8 @@ TEST_F(UdpProxyTest, NoServerDropsAndCounts) {
   send(c.get(), "x");
   EXPECT_TRUE(pump([&] { return listener_->stats().dropped_no_server.get() == 1; }));
   EXPECT_EQ(listener_->flows(), 0u);
+  EXPECT_EQ(stats_.flows_created.get(), 0u);
+  EXPECT_EQ(stats_.datagrams_in.get(), 0u);
 }
 
 TEST_F(UdpProxyTest, StopClosesFlows) {
@@ -226,7 +234,36 @@ TEST_F(UdpProxyTest, StopClosesFlows) {
   listener_->stop_accepting();
   EXPECT_EQ(listener_->flows(), 0u);
   EXPECT_EQ(backend_->servers()[0]->active(), 0);
+  EXPECT_EQ(stats_.flows_stopped.get(), 1u);
   loop_.run_once(Millis(0));  // deletes the closed flows
+}
+
+// Every flow opened ends in exactly one way (idle, failed, stopped) or is still open, and the
+// counters stay readable after the listener is gone (a reload retires it; /metrics still sums it).
+TEST_F(UdpProxyTest, EveryFlowIsAccountedForAndCountersOutliveTheListener) {
+  start(2, Millis(100));
+  Fd idle = udp_socket();
+  send(idle.get(), "a");
+  ASSERT_FALSE(reply(idle.get()).empty());
+  ASSERT_TRUE(pump([&] { return stats_.flows_expired.get() == 1; }));
+  std::vector<Fd> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(udp_socket());
+    send(clients.back().get(), "bb");
+    ASSERT_FALSE(reply(clients.back().get()).empty());
+  }
+  EXPECT_EQ(stats_.flows_created.get(), 4u);
+  EXPECT_EQ(stats_.active_flows.get(), 3u);
+  listener_.reset();  // as a retired worker does: stop, then destroy
+  loop_.run_once(Millis(0));
+  EXPECT_EQ(stats_.active_flows.get(), 0u);
+  EXPECT_EQ(stats_.flows_stopped.get(), 3u);
+  EXPECT_EQ(stats_.flows_created.get(), stats_.active_flows.get() + stats_.flows_expired.get() +
+                                            stats_.flows_failed.get() + stats_.flows_stopped.get());
+  EXPECT_EQ(stats_.datagrams_in.get(), 4u);
+  EXPECT_EQ(stats_.datagrams_out.get(), 4u);
+  EXPECT_EQ(stats_.bytes_in.get(), 1u + 3 * 2);
+  EXPECT_EQ(stats_.bytes_out.get(), 4u * 3 + 1 + 3 * 2);
 }
 
 TEST(UdpFlowKey, DistinguishesPortAndAddress) {

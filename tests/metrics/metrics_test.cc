@@ -245,6 +245,67 @@ TEST(MetricsTest, DnsCountersAreSummedAcrossWorkersAndReloads) {
   EXPECT_EQ(d.udp_oversize, 0u);
 }
 
+TEST(MetricsTest, UdpCountersAreSummedAcrossWorkersAndReloads) {
+  Registry reg;
+  WorkerMetrics& w1 = reg.add_worker();
+  WorkerMetrics& w2 = reg.add_worker();
+  UdpCounters* a = w1.add_udp_listener("game");
+  UdpCounters* b = w2.add_udp_listener("game");
+  UdpCounters* other = w2.add_udp_listener("voice");
+  DnsCounters* dns = w2.add_dns_listener("game-dns");
+  a->flows_created.add(3);
+  a->active_flows.add(3);
+  a->datagrams_in.add(10);
+  a->bytes_in.add(100);
+  b->flows_created.add(2);
+  b->active_flows.add(2);
+  b->active_flows.sub();
+  b->flows_expired.add();
+  b->datagrams_out.add(7);
+  b->bytes_out.add(70);
+  b->dropped_no_server.add(4);
+  other->dropped_oversize.add();
+  dns->queries.add();
+  // A reload: the old listeners stop (their flows close, the gauge goes to 0) and new workers
+  // count from zero; the sums by name never go back.
+  a->flows_stopped.add(3);
+  a->active_flows.sub(3);
+  b->flows_stopped.add();
+  b->active_flows.sub();
+  WorkerMetrics& w3 = reg.add_worker();
+  UdpCounters* c = w3.add_udp_listener("game");
+  c->flows_created.add();
+  c->active_flows.add();
+  c->datagrams_in.add(2);
+  c->dropped_send.add(6);
+  c->dropped_table_full.add();
+  c->dropped_socket.add();
+  Snapshot snap = reg.collect();
+  EXPECT_TRUE(snap.listeners.empty());  // udp listeners have their own totals
+  ASSERT_EQ(snap.dns.size(), 1u);
+  ASSERT_EQ(snap.udp.size(), 2u);
+  EXPECT_EQ(snap.udp[0].name, "game");
+  EXPECT_EQ(snap.udp[1].name, "voice");
+  EXPECT_EQ(snap.udp[1].n.dropped_oversize, 1u);
+  EXPECT_EQ(snap.udp[1].n.flows_created, 0u);
+  const UdpCountsOf<uint64_t>& u = snap.udp[0].n;
+  EXPECT_EQ(u.flows_created, 6u);
+  EXPECT_EQ(u.active_flows, 1u);  // only the new worker's flow is open
+  EXPECT_EQ(u.flows_expired, 1u);
+  EXPECT_EQ(u.flows_failed, 0u);
+  EXPECT_EQ(u.flows_stopped, 4u);
+  EXPECT_EQ(u.flows_created, u.active_flows + u.flows_expired + u.flows_failed + u.flows_stopped);
+  EXPECT_EQ(u.datagrams_in, 12u);
+  EXPECT_EQ(u.datagrams_out, 7u);
+  EXPECT_EQ(u.bytes_in, 100u);
+  EXPECT_EQ(u.bytes_out, 70u);
+  EXPECT_EQ(u.dropped_no_server, 4u);
+  EXPECT_EQ(u.dropped_table_full, 1u);
+  EXPECT_EQ(u.dropped_socket, 1u);
+  EXPECT_EQ(u.dropped_send, 6u);
+  EXPECT_EQ(u.dropped_oversize, 0u);
+}
+
 TEST(MetricsTest, ReaderSeesMonotonicCountsWhileAWorkerWrites) {
   auto cfg = make_config();
   Registry reg;
