@@ -350,9 +350,16 @@ class RuntimeImpl final : public Runtime {
     return {false, why};
   }
 
-  // Frees retired configs whose last connection has ended.
+  // Frees retired configs whose last connection has ended (their threads are joined as they
+  // go), then folds their workers' counters into the registry's totals.
   void retire_tick() {
-    std::erase_if(retired_, [](const std::unique_ptr<Retired>& r) { return r->done(); });
+    std::vector<const metrics::WorkerMetrics*> ended;
+    std::erase_if(retired_, [&](const std::unique_ptr<Retired>& r) {
+      if (!r->done()) return false;
+      for (auto& w : r->workers) ended.push_back(w->metrics);
+      return true;
+    });
+    for (const metrics::WorkerMetrics* m : ended) metrics_.retire(m);
     if (!retired_.empty()) retire_timer_.arm(Millis(100));
   }
 

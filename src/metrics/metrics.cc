@@ -277,76 +277,35 @@ void add_to(UdpCountsOf<uint64_t>& t, const UdpCounters& c) {
   t.dropped_oversize += c.dropped_oversize.get();
 }
 
-WorkerMetrics& Registry::add_worker() {
-  workers_.push_back(std::make_unique<WorkerMetrics>());
-  return *workers_.back();
-}
-
-Snapshot Registry::collect() const {
+// Sums by label, with the index of each label's row: what collect() builds and retire() keeps.
+struct Registry::Totals {
   Snapshot snap;
   std::map<std::tuple<std::string, std::string, std::string>, size_t> slot_at;
   std::map<std::string, size_t> listener_at;
   std::map<std::string, size_t> dns_at;
   std::map<std::string, size_t> udp_at;
-  for (auto& w : workers_) {
-    w->for_each([&](const ListenerMetrics& m) {
-      const Layout& layout = m.layout();
-      auto [lit, lnew] = listener_at.try_emplace(layout.listener, snap.listeners.size());
-      if (lnew) {
-        snap.listeners.push_back({});
-        snap.listeners.back().name = layout.listener;
-        snap.listeners.back().tcp = layout.tcp;
-      }
-      ListenerTotals& lt = snap.listeners[lit->second];
-      lt.active += m.active();
-      lt.accepted += m.accepted();
-      lt.cache_hits += m.cache_hits();
-      lt.cache_misses += m.cache_misses();
-      lt.cache_revalidated += m.cache_revalidated();
-      lt.cache_stored_bytes += m.cache_stored_bytes();
-      lt.store_fail_open += m.store_fail_opens();
-      for (size_t r = 0; r < kRefusals; ++r) lt.refusals[r] += m.refusals(r);
-      for (size_t i = 0; i < m.slots(); ++i) {
-        const Slot& s = m.slot(i);
-        uint64_t n = s.count.get();
-        const auto& label = layout.slots[i];
-        auto key = std::make_tuple(layout.listener, label.backend, label.server);
-        auto it = slot_at.find(key);
-        if (it == slot_at.end()) {
-          // Slots never used are not shown (a backend's "no server" slot is empty while healthy);
-          // once used they stay, so a series never disappears between scrapes.
-          if (n == 0 && label.server.empty()) continue;
-          it = slot_at.emplace(key, snap.slots.size()).first;
-          snap.slots.push_back({});
-          SlotTotals& t = snap.slots.back();
-          t.listener = layout.listener;
-          t.backend = label.backend;
-          t.server = label.server;
-          t.tcp = layout.tcp;
-        }
-        SlotTotals& t = snap.slots[it->second];
-        t.count += n;
-        for (size_t c = 0; c < kCodeClasses; ++c) t.codes[c] += s.codes[c].get();
-        for (size_t b = 0; b < kBuckets; ++b) t.buckets[b] += s.buckets[b].get();
-        t.sum_us += s.sum_us.get();
-        t.bytes += s.bytes.get();
-      }
-    });
-    // DNS listeners: by name, so the listeners of every worker and of every config since start
-    // (a reload builds new ones) add up.
-    w->for_each_dns([&](const std::string& name, const DnsCounters& c) {
-      auto [it, fresh] = dns_at.try_emplace(name, snap.dns.size());
-      if (fresh) snap.dns.push_back({name, {}});
-      add_to(snap.dns[it->second].n, c);
-    });
-    // UDP listeners likewise. A retired listener closed its flows when it stopped, so its
-    // active_flows is 0 and the gauge's sum is the flows open now.
-    w->for_each_udp([&](const std::string& name, const UdpCounters& c) {
-      auto [it, fresh] = udp_at.try_emplace(name, snap.udp.size());
-      if (fresh) snap.udp.push_back({name, {}});
-      add_to(snap.udp[it->second].n, c);
-    });
-  }
+  void add(const WorkerMetrics& w, bool gauges);
+};
+
+Registry::Registry() : retired_(std::make_unique<Totals>()) {}
+Registry::~Registry() = default;
+
+WorkerMetrics& Registry::add_worker() {
+  workers_.push_back(std::make_unique<WorkerMetrics>());
+  return *workers_.back();
+}
+
+void Registry::retire(const WorkerMetrics* w) {
+  auto it = std::find_if(workers_.begin(), workers_.end(), [w](const auto& p) { return p.get() == w; });
+  if (it == workers_.end()) return;
+  retired_->add(**it, false);
+  workers_.erase(it);
+}
+
+Snapshot Registry::collect() const {
+  Totals t = *retired_;
+  for (auto& w : workers_) t.add(*w, true);
+  Snapshot snap = std::move(t.snap);
   std::sort(snap.dns.begin(), snap.dns.end(),
             [](const DnsTotals& a, const DnsTotals& b) { return a.name < b.name; });
   std::sort(snap.udp.begin(), snap.udp.end(),
@@ -357,6 +316,69 @@ Snapshot Registry::collect() const {
   std::sort(snap.listeners.begin(), snap.listeners.end(),
             [](const ListenerTotals& a, const ListenerTotals& b) { return a.name < b.name; });
   return snap;
+}
+
+void Registry::Totals::add(const WorkerMetrics& w, bool gauges) {
+  w.for_each([&](const ListenerMetrics& m) {
+    const Layout& layout = m.layout();
+    auto [lit, lnew] = listener_at.try_emplace(layout.listener, snap.listeners.size());
+    if (lnew) {
+      snap.listeners.push_back({});
+      snap.listeners.back().name = layout.listener;
+      snap.listeners.back().tcp = layout.tcp;
+    }
+    ListenerTotals& lt = snap.listeners[lit->second];
+    if (gauges) lt.active += m.active();
+    lt.accepted += m.accepted();
+    lt.cache_hits += m.cache_hits();
+    lt.cache_misses += m.cache_misses();
+    lt.cache_revalidated += m.cache_revalidated();
+    lt.cache_stored_bytes += m.cache_stored_bytes();
+    lt.store_fail_open += m.store_fail_opens();
+    for (size_t r = 0; r < kRefusals; ++r) lt.refusals[r] += m.refusals(r);
+    for (size_t i = 0; i < m.slots(); ++i) {
+      const Slot& s = m.slot(i);
+      uint64_t n = s.count.get();
+      const auto& label = layout.slots[i];
+      auto key = std::make_tuple(layout.listener, label.backend, label.server);
+      auto it = slot_at.find(key);
+      if (it == slot_at.end()) {
+        // Slots never used are not shown (a backend's "no server" slot is empty while healthy);
+        // once used they stay, so a series never disappears between scrapes.
+        if (n == 0 && label.server.empty()) continue;
+        it = slot_at.emplace(key, snap.slots.size()).first;
+        snap.slots.push_back({});
+        SlotTotals& t = snap.slots.back();
+        t.listener = layout.listener;
+        t.backend = label.backend;
+        t.server = label.server;
+        t.tcp = layout.tcp;
+      }
+      SlotTotals& t = snap.slots[it->second];
+      t.count += n;
+      for (size_t c = 0; c < kCodeClasses; ++c) t.codes[c] += s.codes[c].get();
+      for (size_t b = 0; b < kBuckets; ++b) t.buckets[b] += s.buckets[b].get();
+      t.sum_us += s.sum_us.get();
+      t.bytes += s.bytes.get();
+    }
+  });
+  // DNS listeners: by name, so the listeners of every worker and of every config since start
+  // (a reload builds new ones) add up.
+  w.for_each_dns([&](const std::string& name, const DnsCounters& c) {
+    auto [it, fresh] = dns_at.try_emplace(name, snap.dns.size());
+    if (fresh) snap.dns.push_back({name, {}});
+    add_to(snap.dns[it->second].n, c);
+  });
+  // UDP listeners likewise. A stopped listener closed its flows, so its active_flows is 0 and
+  // the gauge's sum is the flows open now.
+  w.for_each_udp([&](const std::string& name, const UdpCounters& c) {
+    auto [it, fresh] = udp_at.try_emplace(name, snap.udp.size());
+    if (fresh) snap.udp.push_back({name, {}});
+    UdpCountsOf<uint64_t>& n = snap.udp[it->second].n;
+    uint64_t active = n.active_flows;
+    add_to(n, c);
+    if (!gauges) n.active_flows = active;
+  });
 }
 
 double quantile(const std::array<uint64_t, kBuckets>& buckets, double q) {

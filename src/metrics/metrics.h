@@ -283,9 +283,10 @@ struct UdpCountsOf {
 using UdpCounters = UdpCountsOf<Counter>;
 void add_to(UdpCountsOf<uint64_t>& t, const UdpCounters& c);
 
-// A worker's metrics: the ListenerMetrics of every listener it has had. They are never freed
-// before the worker, so a connection of a listener removed by a reload can still count, and
-// counters stay monotonic across reloads (the reader sums them by label).
+// A worker's metrics: the ListenerMetrics of every listener it has had. They are not freed
+// before the worker has ended, so a connection of a listener removed by a reload can still count;
+// then Registry::retire folds them into the registry's totals, so counters stay monotonic across
+// reloads (the reader sums them by label).
 class WorkerMetrics {
  public:
   // Any thread (start-up and reload); `sink` may be null (no access log).
@@ -355,16 +356,25 @@ struct Snapshot {
   std::vector<UdpTotals> udp;             // sorted by name
 };
 
-// Every worker's metrics. Owned by the runtime; workers are added at start.
+// Every worker's metrics. Owned by the runtime; workers are added at start and by each reload.
 class Registry {
  public:
+  Registry();
+  ~Registry();
   WorkerMetrics& add_worker();
   size_t workers() const { return workers_.size(); }
   // Control thread. Allocates freely (cold path).
   Snapshot collect() const;
+  // Control thread: folds the counters of a worker whose thread has ended (a reload's old
+  // generation, once its last connection closed) into the registry's own totals and frees them,
+  // so the sums stay monotonic while reloads grow neither the memory nor the work of a scrape.
+  // Gauges (active connections and flows) are not carried: they were 0 when the worker ended.
+  void retire(const WorkerMetrics* w);
 
  private:
+  struct Totals;
   std::vector<std::unique_ptr<WorkerMetrics>> workers_;
+  std::unique_ptr<Totals> retired_;
 };
 
 // Quantile (0..1) from non-cumulative bucket counts, interpolated inside the bucket as

@@ -306,6 +306,52 @@ TEST(MetricsTest, UdpCountersAreSummedAcrossWorkersAndReloads) {
   EXPECT_EQ(u.dropped_oversize, 0u);
 }
 
+TEST(MetricsTest, RetiredWorkersAreFoldedIntoTheTotalsAndFreed) {
+  auto cfg = make_config();
+  Registry reg;
+  SocketAddress client = *SocketAddress::parse("127.0.0.1:5555");
+  // One generation per round, as reloads make them: the old one's counters are folded in and
+  // its WorkerMetrics freed, so the registry holds only the live workers, and the sums go on.
+  WorkerMetrics* old = nullptr;
+  for (int gen = 0; gen < 50; ++gen) {
+    WorkerMetrics& w = reg.add_worker();
+    ListenerMetrics* m = w.add_listener(Layout::build(cfg, 1), nullptr);
+    m->on_accept();
+    m->end_tcp(client, at(0), at(100), 0, 200, -1);
+    m->end_tcp(client, at(0), at(100), -1, 503, -1);
+    w.add_dns_listener("dns")->queries.add(2);
+    UdpCounters* u = w.add_udp_listener("game");
+    u->flows_created.add();
+    u->active_flows.add();
+    if (old) reg.retire(old);
+    EXPECT_EQ(reg.workers(), 1u);
+    old = &w;
+  }
+  reg.retire(nullptr);  // not a worker of the registry: nothing happens
+  Snapshot snap = reg.collect();
+  ASSERT_EQ(snap.listeners.size(), 1u);
+  EXPECT_EQ(snap.listeners[0].accepted, 50u);
+  EXPECT_EQ(snap.listeners[0].active, 1u);  // the live worker's; the retired ones' are not kept
+  EXPECT_EQ(snap.listeners[0].refusals[static_cast<size_t>(Refusal::kNoServer)], 50u);
+  uint64_t db1 = 0;
+  for (auto& t : snap.slots)
+    if (t.server == "db1") db1 += t.count;
+  EXPECT_EQ(db1, 50u);
+  ASSERT_EQ(snap.dns.size(), 1u);
+  EXPECT_EQ(snap.dns[0].n.queries, 100u);
+  ASSERT_EQ(snap.udp.size(), 1u);
+  EXPECT_EQ(snap.udp[0].n.flows_created, 50u);
+  EXPECT_EQ(snap.udp[0].n.active_flows, 1u);
+  // The last one goes too: the totals stay, the gauges drop to 0.
+  reg.retire(old);
+  EXPECT_EQ(reg.workers(), 0u);
+  snap = reg.collect();
+  EXPECT_EQ(snap.listeners[0].accepted, 50u);
+  EXPECT_EQ(snap.listeners[0].active, 0u);
+  EXPECT_EQ(snap.udp[0].n.active_flows, 0u);
+  EXPECT_EQ(snap.dns[0].n.queries, 100u);
+}
+
 TEST(MetricsTest, ReaderSeesMonotonicCountsWhileAWorkerWrites) {
   auto cfg = make_config();
   Registry reg;
