@@ -199,8 +199,14 @@ CONF
 
 start_nginx_proxy() {
   # The static-file scenario: nginx serves the same 4 KiB file fulcrum's static route does,
-  # with Debian's default nginx.conf settings for files (sendfile, tcp_nopush).
-  start_nginx_front nginx-proxy "$NGINX_HTTP_PORT" "" \
+  # with Debian's default nginx.conf settings for files (sendfile, tcp_nopush). fulcrum keeps
+  # recently served files open by default; nginx's open_file_cache is off by default, and
+  # NGINX_OPEN_FILE_CACHE=1 turns it on (with 1 s validity, as fulcrum's) for a like-for-like run.
+  local files=""
+  if [ "${NGINX_OPEN_FILE_CACHE:-0}" = 1 ]; then
+    files="open_file_cache max=1000 inactive=20s; open_file_cache_valid 1s;"
+  fi
+  start_nginx_front nginx-proxy "$NGINX_HTTP_PORT" "$files" \
     '    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
     location /static/ { root '"$BENCH_DIR"'/site; sendfile on; tcp_nopush on; }'
 }

@@ -16,6 +16,8 @@
 #        SCENARIOS        names to run, e.g. "tcp_small tcp_big" (default: all of MODE's)
 #        HAPROXY_SPLICE (1): HAProxy tcp mode with `option splice-auto`, as fulcrum splices;
 #                         0 = HAProxy's default (no splice), as in the shared peer scripts
+#        NGINX_OPEN_FILE_CACHE (0): 1 turns on nginx's open_file_cache (off by default; fulcrum
+#                         keeps recently served files open by default) for static_4k
 #        IDLE_CONNS (10000), IDLE_PEERS (haproxy), SKIP_IDLE (0)
 #        BASE_PORT (18080): backends +1..+3, HAProxy http +10, nginx +11, HAProxy tcp +12,
 #                         fulcrum tcp +13, fulcrum http +14, nginx proxy_cache +15

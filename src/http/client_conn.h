@@ -184,6 +184,7 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   bool handed_off_ = false;  // the connection went to an H2Session
   // A static file being sent (serve_static).
   Fd file_;
+  std::shared_ptr<const staticfiles::CachedFile> cached_file_;  // or the worker's open file
   uint64_t file_off_ = 0;
   uint64_t file_left_ = 0;
   bool static_pending_ = false;

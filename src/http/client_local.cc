@@ -24,11 +24,13 @@ void ClientConn::send_local(int status, bool close_after, std::string_view extra
 void ClientConn::serve_static(const staticfiles::StaticSite& site, const RequestHead& head, std::string_view path,
                               bool close_after) {
   if (close_after) keep_alive_ = false;
-  staticfiles::FileReply reply = site.serve(head.method, path, head.headers, !keep_alive_, out_);
+  staticfiles::FileReply reply = site.serve(head.method, path, head.headers, !keep_alive_, out_, &ctx_.files,
+                                            ctx_.loop.now());
   x_.status = reply.status;
-  file_ = std::move(reply.file);
   file_off_ = reply.offset;
-  file_left_ = file_ ? reply.length : 0;
+  file_left_ = reply.fd() >= 0 ? reply.length : 0;
+  file_ = std::move(reply.file);
+  cached_file_ = std::move(reply.cached);
   static_pending_ = true;
   set_state(keep_alive_ ? State::kLocal : State::kClosing);
 }
@@ -50,7 +52,8 @@ bool ClientConn::send_file(bool* progress) {
     if (!out_.empty()) return false;
   }
   while (file_left_ > 0 && writable_) {
-    ssize_t n = tr_->send_file(file_.get(), file_off_, static_cast<size_t>(std::min<uint64_t>(file_left_, 1 << 20)));
+    int fd = file_ ? file_.get() : cached_file_->fd.get();
+    ssize_t n = tr_->send_file(fd, file_off_, static_cast<size_t>(std::min<uint64_t>(file_left_, 1 << 20)));
     if (n > 0) {
       *progress = true;
       file_off_ += static_cast<uint64_t>(n);
@@ -85,6 +88,7 @@ bool ClientConn::step_flush() {
   if (static_pending_) {
     static_pending_ = false;
     file_.reset();
+    cached_file_.reset();
     if (l_.metrics_) l_.metrics_->end_http(x_, peer_, Clock::now());
   }
   if (state_ == State::kClosing) {

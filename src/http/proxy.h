@@ -21,6 +21,7 @@
 #include "http/upstream_pool.h"
 #include "lb/balancer.h"
 #include "metrics/metrics.h"
+#include "static/open_file_cache.h"
 
 namespace fulcrum::tls {
 class ServerContext;
@@ -59,6 +60,7 @@ struct HttpContext {
   std::vector<std::vector<std::string>> sticky_ids;
   std::array<Header, kMaxFields> fields;
   std::array<Header, kMaxFields> response_fields;
+  staticfiles::OpenFileCache files;  // static routes' recently served files (open_file_cache.h)
 };
 
 class ClientConn;

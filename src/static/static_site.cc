@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -191,7 +192,12 @@ std::string_view StaticSite::content_type(std::string_view name) {
   return "application/octet-stream";
 }
 
-StaticSite::StaticSite(const config::StaticSite& spec) : index_(spec.index) {
+namespace {
+std::atomic<uint64_t> g_next_site_id{1};
+}  // namespace
+
+StaticSite::StaticSite(const config::StaticSite& spec)
+    : id_(g_next_site_id.fetch_add(1, std::memory_order_relaxed)), index_(spec.index) {
   root_ = Fd(::open(spec.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root_) error_ = "static root '" + spec.root + "': " + strerror(errno);
   if (!spec.fallback.empty()) clean_path(spec.fallback, &fallback_);
@@ -207,7 +213,7 @@ int StaticSite::open_beneath(const std::string& rel, bool) const {
 }
 
 FileReply StaticSite::serve(http::Method method, std::string_view path, std::span<const http::Header> headers,
-                            bool close, Buffer& out) const {
+                            bool close, Buffer& out, OpenFileCache* cache, TimePoint now) const {
   FileReply reply;
   bool head_only = method == http::Method::kHead;
   if (method != http::Method::kGet && method != http::Method::kHead) {
@@ -215,31 +221,49 @@ FileReply StaticSite::serve(http::Method method, std::string_view path, std::spa
     http::write_local_response(out, 405, close, head_only, "Allow: GET, HEAD\r\n");
     return reply;
   }
-  std::string rel;
+  std::shared_ptr<const CachedFile> cached = cache ? cache->find(id_, path, now) : nullptr;
   Fd fd;
   struct stat st{};
   std::string name;
-  if (root_ && clean_path(path, &rel)) {
-    fd = Fd(open_beneath(rel, true));
-    if (fd && fstat(fd.get(), &st) == 0 && S_ISDIR(st.st_mode)) {
-      name = rel.empty() ? index_ : rel + "/" + index_;
-      fd = Fd(open_beneath(name, true));
-      if (fd && fstat(fd.get(), &st) != 0) fd.reset();
-    } else {
-      name = rel;
+  if (!cached) {
+    std::string rel;
+    if (root_ && clean_path(path, &rel)) {
+      fd = Fd(open_beneath(rel, true));
+      if (fd && fstat(fd.get(), &st) == 0 && S_ISDIR(st.st_mode)) {
+        name = rel.empty() ? index_ : rel + "/" + index_;
+        fd = Fd(open_beneath(name, true));
+        if (fd && fstat(fd.get(), &st) != 0) fd.reset();
+      } else {
+        name = rel;
+      }
+      if (fd && !S_ISREG(st.st_mode)) fd.reset();
     }
-    if (fd && !S_ISREG(st.st_mode)) fd.reset();
+    if (!fd && !fallback_.empty() && root_) {  // single-page applications: routes live in the browser
+      name = fallback_;
+      fd = Fd(open_beneath(fallback_, true));
+      if (fd && (fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))) fd.reset();
+    }
+    if (!fd) {  // not cached: a missing file is looked for again on every request
+      reply.status = 404;
+      http::write_local_response(out, 404, close, head_only);
+      return reply;
+    }
+    if (cache) {
+      auto file = std::make_shared<CachedFile>();
+      file->st = st;
+      file->name = std::move(name);
+      size_t n = static_cast<size_t>(st.st_size);
+      if (n <= OpenFileCache::kInlineMax) {
+        file->body.resize(n);
+        file->inline_body = n == 0 || ::pread(fd.get(), file->body.data(), n, 0) == static_cast<ssize_t>(n);
+        if (!file->inline_body) file->body.clear();
+      }
+      file->fd = std::move(fd);
+      cached = cache->put(id_, path, std::move(file), now);
+    }
   }
-  if (!fd && !fallback_.empty() && root_) {  // single-page applications: routes live in the browser
-    name = fallback_;
-    fd = Fd(open_beneath(fallback_, true));
-    if (fd && (fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))) fd.reset();
-  }
-  if (!fd) {
-    reply.status = 404;
-    http::write_local_response(out, 404, close, head_only);
-    return reply;
-  }
+  if (cached) st = cached->st;
+  std::string_view type_name = cached ? std::string_view(cached->name) : std::string_view(name);
 
   uint64_t size = static_cast<uint64_t>(st.st_size);
   char etag[48];
@@ -285,12 +309,20 @@ FileReply StaticSite::serve(http::Method method, std::string_view path, std::spa
   reply.status = r > 0 ? 206 : 200;
   reply.offset = r > 0 ? first : 0;
   reply.length = r > 0 ? last - first + 1 : size;
-  a << (r > 0 ? "HTTP/1.1 206 Partial Content\r\n" : "HTTP/1.1 200 OK\r\n") << "Content-Type: " << content_type(name)
+  a << (r > 0 ? "HTTP/1.1 206 Partial Content\r\n" : "HTTP/1.1 200 OK\r\n") << "Content-Type: " << content_type(type_name)
     << "\r\nContent-Length: " << reply.length << "\r\n";
   if (r > 0) a << "Content-Range: bytes " << first << "-" << last << "/" << size << "\r\n";
   a << "Last-Modified: " << modified_sv << "\r\nETag: " << etag_sv << "\r\nAccept-Ranges: bytes\r\nDate: " << date_now()
     << "\r\n" << (close ? "Connection: close\r\n" : "") << "\r\n";
-  if (!head_only && reply.length > 0) reply.file = std::move(fd);
+  if (head_only || reply.length == 0) return reply;
+  if (cached && cached->inline_body && a.ok &&
+      out.append(std::string_view(cached->body).substr(reply.offset, reply.length))) {
+    reply.length = 0;  // the body went with the head: one write
+  } else if (cached) {
+    reply.cached = std::move(cached);
+  } else {
+    reply.file = std::move(fd);
+  }
   return reply;
 }
 

@@ -10,18 +10,23 @@
 #include <string>
 #include <string_view>
 
+#include <memory>
+
 #include "config/config.h"
 #include "core/buffer.h"
 #include "core/fd.h"
 #include "http/h1_parser.h"
+#include "static/open_file_cache.h"
 
 namespace fulcrum::staticfiles {
 
 struct FileReply {
   int status = 404;
-  Fd file;              // open when a body is to be sent
-  uint64_t offset = 0;  // body range in the file
-  uint64_t length = 0;
+  Fd file;                                   // open when a body is to be sent
+  std::shared_ptr<const CachedFile> cached;  // or this one's descriptor (the cache's; not to close)
+  uint64_t offset = 0;                       // body range in the file
+  uint64_t length = 0;                       // 0 also when the body went into `out` with the head
+  int fd() const { return file ? file.get() : cached ? cached->fd.get() : -1; }
 };
 
 class StaticSite {
@@ -32,9 +37,11 @@ class StaticSite {
 
   // Resolves `path` (the request path as received, percent-encoded, without the query) and
   // appends the response head to `out` (with "Connection: close" when close is set). The reply's
-  // file and range say what body follows; HEAD gets the head alone. Never throws.
+  // file and range say what body follows; HEAD gets the head alone. With a `cache` (the worker's),
+  // a file opened less than a second ago is served from it, and a small body is appended to
+  // `out` after the head. Never throws.
   FileReply serve(http::Method method, std::string_view path, std::span<const http::Header> headers, bool close,
-                  Buffer& out) const;
+                  Buffer& out, OpenFileCache* cache = nullptr, TimePoint now = {}) const;
 
   // Percent-decodes and checks a request path: false for NUL, `..` segments, or bad escapes.
   // `out` gets the path relative to root ("" for the root itself). Exposed for tests.
@@ -43,6 +50,7 @@ class StaticSite {
 
  private:
   int open_beneath(const std::string& rel, bool follow_dirs) const;
+  uint64_t id_;  // unique per StaticSite made: its entries in an OpenFileCache
   Fd root_;
   std::string index_;
   std::string fallback_;  // relative to root, "" for none

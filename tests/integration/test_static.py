@@ -119,6 +119,25 @@ def test_keep_alive_between_static_responses(site):
     c.close()
 
 
+def test_files_changed_on_disk_are_served_new_within_a_second(site, tmp_path):
+    """Each worker keeps recently served files open (small ones in memory) for up to a second:
+    a change, a removal or a symlink swapped in is seen on the first request after that."""
+    port, root = site
+    (root / "live.txt").write_text("one")
+    assert req(port, "GET", "/live.txt")[1] == b"one"
+    (root / "live.txt").write_text("two!")
+    wait_until(lambda: req(port, "GET", "/live.txt")[1] == b"two!", 3, 0.05, "the new content")
+    big = os.urandom(100 * 1024)  # kept open, sent with sendfile from the cached descriptor
+    (root / "big2.bin").write_bytes(big)
+    assert req(port, "GET", "/big2.bin")[1] == big
+    (root / "big2.bin").unlink()
+    wait_until(lambda: req(port, "GET", "/big2.bin")[0].status == 404, 3, 0.05, "the removal")
+    assert req(port, "GET", "/live.txt")[0].status == 200
+    (root / "live.txt").unlink()
+    os.symlink(tmp_path / "secret.txt", root / "live.txt")
+    wait_until(lambda: raw_get(port, "/live.txt")[0] == 404, 3, 0.05, "the symlink out of root refused")
+
+
 def test_web_server_in_front_of_the_app_example(fulcrum, backend, tmp_path):
     """examples/web.yaml: static paths from disk, /api/ to the app servers."""
     app1, app2 = backend("http", "app1"), backend("http", "app2")

@@ -143,6 +143,107 @@ TEST_F(StaticSiteTest, FallbackServesTheAppForUnknownPaths) {
   EXPECT_EQ(get("/../secret.txt", {}, http::Method::kGet, "/index.html").length, 13u);  // still never the secret
 }
 
+// The worker's open-file cache: the same answers as without it, small bodies with the head.
+class OpenFileCacheTest : public StaticSiteTest {
+ protected:
+  struct Served {
+    int status;
+    std::string out;  // head, and the body when it went inline
+    uint64_t offset, length;
+    int fd;
+  };
+  Served serve(StaticSite& site, std::string_view path, TimePoint now, std::vector<http::Header> headers = {}) {
+    BufferPool pool;
+    Buffer out(pool);
+    FileReply r = site.serve(http::Method::kGet, path, headers, false, out, &cache_, now);
+    return {r.status, std::string(out.view()), r.offset, r.length, r.fd()};
+  }
+  static std::string body_of(const std::string& out) { return out.substr(out.find("\r\n\r\n") + 4); }
+  StaticSite site() {
+    config::StaticSite spec;
+    spec.root = root_;
+    return StaticSite(spec);
+  }
+  OpenFileCache cache_;
+  TimePoint t0 = Clock::now();
+};
+
+TEST_F(OpenFileCacheTest, SmallFilesGoWithTheHeadAndAreServedFromTheCacheForASecond) {
+  StaticSite s = site();
+  Served a = serve(s, "/app.js", t0);
+  EXPECT_EQ(a.status, 200);
+  EXPECT_EQ(a.length, 0u);  // nothing left to send: the body is in `out`
+  EXPECT_EQ(body_of(a.out), "console.log(1)");
+  EXPECT_NE(a.out.find("Content-Type: text/javascript"), std::string::npos);
+  EXPECT_EQ(cache_.size(), 1u);
+  // Changed on disk (another size, so another ETag): within the second the cached copy answers,
+  // after it the file is opened again.
+  write(root_ + "/app.js", "console.log(22)");
+  EXPECT_EQ(body_of(serve(s, "/app.js", t0 + Millis(900)).out), "console.log(1)");
+  Served b = serve(s, "/app.js", t0 + Millis(1000));
+  EXPECT_EQ(body_of(b.out), "console.log(22)");
+  EXPECT_NE(b.out.find("Content-Length: 15\r\n"), std::string::npos);
+  // Removed: 404 once the entry is too old, and a missing file is not cached.
+  unlink((root_ + "/app.js").c_str());
+  EXPECT_EQ(serve(s, "/app.js", t0 + Millis(1500)).status, 200);
+  EXPECT_EQ(serve(s, "/app.js", t0 + Millis(2000)).status, 404);
+  EXPECT_EQ(serve(s, "/missing", t0).status, 404);
+}
+
+TEST_F(OpenFileCacheTest, RangesConditionalsAndIndexesFromTheCache) {
+  StaticSite s = site();
+  serve(s, "/data.bin", t0);
+  Served r = serve(s, "/data.bin", t0, {h(http::HeaderToken::kRange, "bytes=2-4")});
+  EXPECT_EQ(r.status, 206);
+  EXPECT_EQ(body_of(r.out), "234");
+  EXPECT_NE(r.out.find("Content-Range: bytes 2-4/10"), std::string::npos);
+  std::string head = serve(s, "/data.bin", t0).out;
+  auto at = head.find("ETag: ") + 6;
+  std::string etag = head.substr(at, head.find("\r\n", at) - at);
+  Served nm = serve(s, "/data.bin", t0, {h(http::HeaderToken::kIfNoneMatch, etag)});
+  EXPECT_EQ(nm.status, 304);
+  EXPECT_EQ(body_of(nm.out), "");
+  EXPECT_EQ(body_of(serve(s, "/docs/", t0).out), "docs");
+  EXPECT_NE(serve(s, "/docs/", t0).out.find("text/html"), std::string::npos);  // the index's type
+}
+
+TEST_F(OpenFileCacheTest, LargeFilesKeepTheirDescriptorAndSitesDoNotShareEntries) {
+  std::string big(20000, 'x');
+  write(root_ + "/big.txt", big);
+  StaticSite s = site();
+  Served a = serve(s, "/big.txt", t0);
+  EXPECT_EQ(a.status, 200);
+  EXPECT_EQ(a.length, big.size());
+  ASSERT_GE(a.fd, 0);  // the cache's descriptor: sendfile from it
+  Served b = serve(s, "/big.txt", t0 + Millis(10));
+  EXPECT_EQ(b.fd, a.fd);
+  // Another site (another root, or the same config reloaded) never sees this one's entries.
+  std::string other = dir_ + "/other";
+  mkdir(other.c_str(), 0755);
+  write(other + "/big.txt", "small");
+  config::StaticSite spec;
+  spec.root = other;
+  StaticSite s2(spec);
+  EXPECT_EQ(body_of(serve(s2, "/big.txt", t0).out), "small");
+}
+
+TEST_F(OpenFileCacheTest, TraversalIsRefusedAndTheCacheIsBounded) {
+  StaticSite s = site();
+  for (const char* p : {"/../secret.txt", "/%2e%2e/secret.txt", "/leak.txt"}) EXPECT_EQ(serve(s, p, t0).status, 404);
+  // A file swapped for a symlink out of root is refused once its entry is too old.
+  serve(s, "/index.html", t0);
+  unlink((root_ + "/index.html").c_str());
+  symlink((dir_ + "/secret.txt").c_str(), (root_ + "/index.html").c_str());
+  EXPECT_EQ(serve(s, "/index.html", t0 + Millis(1000)).status, 404);
+  for (int i = 0; i < 300; ++i) {
+    std::string name = "/f" + std::to_string(i);
+    write(root_ + name, "x");
+    EXPECT_EQ(serve(s, name, t0).status, 200);
+  }
+  EXPECT_EQ(cache_.size(), OpenFileCache::kMaxEntries);
+  EXPECT_EQ(body_of(serve(s, "/f299", t0).out), "x");
+}
+
 TEST(HttpDateTest, RoundTrips) {
   EXPECT_EQ(http_date(784111777), "Sun, 06 Nov 1994 08:49:37 GMT");
   int64_t t = 0;
