@@ -592,3 +592,40 @@ class NetNs:
         wrapper.write_text('#!/bin/sh\nexec ip netns exec %s %s "$@"\n' % (self.name, fulcrum_bin()))
         wrapper.chmod(0o755)
         return Fulcrum(workdir, binary=str(wrapper))
+
+
+def scrape_metrics(admin_port, prefix, gauges=()):
+    """{(name, frozenset(labels)): value} of every sample of GET /metrics whose name starts with
+    `prefix`, checking that each follows its own family's TYPE line, which says counter (gauge for
+    the names in `gauges`)."""
+    import urllib.request
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port, timeout=5).read().decode()
+    family, out = None, {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            name, kind = line[7:].split(" ")
+            family = name
+            if name.startswith(prefix):
+                assert kind == ("gauge" if name in gauges else "counter"), line
+        if not line.startswith(prefix):
+            continue
+        m = re.match(r'^([a-z_]+)(?:\{(.*)\})? (\d+)$', line)
+        assert m, line
+        assert m.group(1) == family, "sample outside its family: " + line
+        labels = frozenset(re.findall(r'([a-z_]+)="([^"]*)"', m.group(2) or ""))
+        out[(m.group(1), labels)] = int(m.group(3))
+    return out
+
+
+def expected_series(listener, series, counts):
+    """{(name, frozenset(labels)): value} for every (name, extra labels) of `series` on `listener`,
+    zero unless `counts` ({(name, extra labels as a tuple of pairs): value}) says otherwise."""
+    unknown = set(counts) - set(series)
+    assert not unknown, unknown
+    return {(name, frozenset((("listener", listener),) + extra)): counts.get((name, extra), 0)
+            for name, extra in series}
+
+
+def thread_count(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"^Threads:\s+(\d+)", f.read(), re.M).group(1))

@@ -10,9 +10,7 @@ import json
 import os
 import re
 import signal
-import socket
 import threading
-import time
 
 from harness import connect, free_port, run_fulcrum, tcp_config, wait_until
 

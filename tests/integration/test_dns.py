@@ -279,23 +279,7 @@ def test_malformed_packets_change_nothing(fulcrum):
 
 
 def dns_metrics(admin_port):
-    """{(name, frozenset(labels)): value} of every fulcrum_dns_* sample of GET /metrics, checking
-    that each family has HELP and TYPE counter before its samples."""
-    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port, timeout=5).read().decode()
-    typed, out = set(), {}
-    for line in text.splitlines():
-        if line.startswith("# TYPE fulcrum_dns_"):
-            name, kind = line[7:].split(" ")
-            assert kind == "counter", line
-            typed.add(name)
-        if not line.startswith("fulcrum_dns_"):
-            continue
-        m = re.match(r'^([a-z_]+)(?:\{(.*)\})? (\d+)$', line)
-        assert m, line
-        assert m.group(1) in typed, "sample before its TYPE: " + line
-        labels = frozenset(re.findall(r'([a-z_]+)="([^"]*)"', m.group(2) or ""))
-        out[(m.group(1), labels)] = int(m.group(3))
-    return out
+    return harness.scrape_metrics(admin_port, "fulcrum_dns_", ())
 
 
 def expected_dns_metrics(listener, counts):
@@ -310,15 +294,8 @@ def expected_dns_metrics(listener, counts):
                for r in ("short", "response", "qdcount", "label", "pointer", "name_too_long", "trailing",
                          "oversize", "send_dropped")]
     series += [("fulcrum_dns_tcp_closed_total", (("reason", r),)) for r in ("refused", "bad", "idle")]
-    unknown = set(counts) - set(series)
-    assert not unknown, unknown
-    return {(name, frozenset((("listener", listener),) + extra)): counts.get((name, extra), 0)
-            for name, extra in series}
+    return harness.expected_series(listener, series, counts)
 
-
-def thread_count(pid):
-    with open("/proc/%d/status" % pid) as f:
-        return int(re.search(r"^Threads:\s+(\d+)", f.read(), re.M).group(1))
 
 
 def test_metrics_count_answers_and_drops_exactly_across_a_reload(fulcrum):
@@ -408,10 +385,10 @@ def test_metrics_count_answers_and_drops_exactly_across_a_reload(fulcrum):
 
     # Reload: new listeners on new workers; the old ones stop, their threads end and they are
     # freed. What they counted stays, and the new ones add to it.
-    threads = thread_count(f.pid)
+    threads = harness.thread_count(f.pid)
     os.kill(f.pid, signal.SIGHUP)
     wait_until(lambda: "reloaded" in f.stderr, 5, what="reload")
-    wait_until(lambda: thread_count(f.pid) == threads, 5, 0.05, "the old workers to end")
+    wait_until(lambda: harness.thread_count(f.pid) == threads, 5, 0.05, "the old workers to end")
     assert len(dig(port)["answers"]) == 2
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.sendto(header(10, qd=2) + question * 2, ("127.0.0.1", port))

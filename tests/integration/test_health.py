@@ -10,7 +10,6 @@ measured where the decision is made, not after our polling. SLACK covers the sch
 three processes on a small, busy machine; every wait is bounded."""
 import collections
 import datetime
-import os
 import re
 import shutil
 import socket

@@ -7,7 +7,6 @@ import socket
 import threading
 import time
 
-import pytest
 
 from harness import free_port, wait_until
 

@@ -7,7 +7,6 @@ reload. Every wait is bounded."""
 import collections
 import json
 import os
-import re
 import signal
 import socket
 import threading
@@ -16,6 +15,7 @@ import urllib.request
 
 import pytest
 
+import harness
 from harness import free_port, proc_sockets, tcp_config, wait_until
 
 
@@ -200,24 +200,7 @@ def test_stop_does_not_wait_on_flows(fulcrum, echoes):
 # GET /metrics: fulcrum_udp_*
 
 def udp_metrics(admin_port):
-    """{(name, frozenset(labels)): value} of every fulcrum_udp_* sample of GET /metrics, checking
-    that each sample follows its own family's TYPE line."""
-    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin_port, timeout=5).read().decode()
-    family, out = None, {}
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            name, kind = line[7:].split(" ")
-            family = name
-            if name.startswith("fulcrum_udp_"):
-                assert kind == ("gauge" if name == "fulcrum_udp_active_flows" else "counter"), line
-        if not line.startswith("fulcrum_udp_"):
-            continue
-        m = re.match(r'^([a-z_]+)(?:\{(.*)\})? (\d+)$', line)
-        assert m, line
-        assert m.group(1) == family, "sample outside its family: " + line
-        labels = frozenset(re.findall(r'([a-z_]+)="([^"]*)"', m.group(2) or ""))
-        out[(m.group(1), labels)] = int(m.group(3))
-    return out
+    return harness.scrape_metrics(admin_port, "fulcrum_udp_", ("fulcrum_udp_active_flows",))
 
 
 def expected_udp_metrics(listener, counts):
@@ -229,15 +212,8 @@ def expected_udp_metrics(listener, counts):
                for d in ("to_server", "to_client")]
     series += [("fulcrum_udp_dropped_total", (("reason", r),))
                for r in ("no_server", "table_full", "socket", "send_dropped", "oversize")]
-    unknown = set(counts) - set(series)
-    assert not unknown, unknown
-    return {(name, frozenset((("listener", listener),) + extra)): counts.get((name, extra), 0)
-            for name, extra in series}
+    return harness.expected_series(listener, series, counts)
 
-
-def thread_count(pid):
-    with open("/proc/%d/status" % pid) as f:
-        return int(re.search(r"^Threads:\s+(\d+)", f.read(), re.M).group(1))
 
 
 def set_state(admin_port, server, state):
@@ -304,10 +280,10 @@ def test_metrics_count_flows_datagrams_and_drops_exactly_across_a_reload(fulcrum
 
         # Reload: new listeners on new workers; the old ones stop, closing their 6 flows, and
         # their threads end. What they counted stays.
-        threads = thread_count(f.pid)
+        threads = harness.thread_count(f.pid)
         os.kill(f.pid, signal.SIGHUP)
         wait_until(lambda: "reloaded" in f.stderr, 5, what="reload")
-        wait_until(lambda: thread_count(f.pid) == threads, 5, 0.05, "the old workers to end")
+        wait_until(lambda: harness.thread_count(f.pid) == threads, 5, 0.05, "the old workers to end")
         counts[("fulcrum_udp_active_flows", ())] = 0
         counts[("fulcrum_udp_flows_closed_total", (("reason", "stopped"),))] = 6
         settle(expected_udp_metrics("game", counts), "the udp counters after the reload")
