@@ -1006,8 +1006,10 @@ def cookie_header(jar):
 
 def test_sticky_cookie_keeps_sessions_and_moves_them_when_a_server_goes(fulcrum, web):
     bs = {n: web(n) for n in ("app1", "app2", "app3")}
+    # fall 3 at 500 ms: a check delayed on a loaded machine (the ASan run) must not take a server
+    # out while the logins are spread; a killed server's connects are refused at once anyway.
     f, port = one_backend(fulcrum, list(bs.values()), sticky={"cookie": "FULCRUM_SERVER"},
-                          health={"check": "tcp", "interval": "300ms", "timeout": "300ms", "fall": 2, "rise": 1})
+                          health={"check": "tcp", "interval": "500ms", "timeout": "500ms", "fall": 3, "rise": 1})
     seen = set()
     wait_until(lambda: seen.add(request(port, "GET", "/").backend) or len(seen) == 3, 5, what="servers up")
     clients = sticky_clients(port, 30, "FULCRUM_SERVER")
@@ -1032,7 +1034,7 @@ def test_sticky_cookie_keeps_sessions_and_moves_them_when_a_server_goes(fulcrum,
     # The busiest server goes away: its clients move to another server with a new cookie.
     victim = collections.Counter(s for _, s in clients).most_common(1)[0][0]
     bs[victim].kill()
-    time.sleep(1.2)  # the health check notices (fall: 2, every 300ms); until then retries move them
+    time.sleep(1.8)  # the health check notices (fall: 3, every 500ms); until then retries move them
     moved = 0
     for jar, server in clients:
         r = request(port, "GET", "/profile", {"Cookie": cookie_header(jar)})
