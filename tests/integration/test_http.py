@@ -788,7 +788,8 @@ def test_502_when_backend_sends_garbage_or_closes(fulcrum, web):
 def test_503_at_once_when_every_server_is_down(fulcrum):
     f, port = one_backend(fulcrum, [dead_address(), dead_address()],
                           health={"check": "tcp", "interval": "300ms", "timeout": "300ms", "fall": 1, "rise": 1})
-    time.sleep(0.3)
+    # Until the first checks have run the servers count as up (a connect is tried, then 502).
+    wait_until(lambda: request(port, "GET", "/").status == 503, 5, 0.05, "both servers down")
     for _ in range(5):
         t0 = time.monotonic()
         r = request(port, "GET", "/")
