@@ -4,6 +4,8 @@
 #include "admin/prometheus.h"
 
 #include <cstdio>
+#include <utility>
+#include <vector>
 
 #include "dns/query.h"
 #include "health/check.h"
@@ -93,6 +95,25 @@ void histogram(Writer& w, const char* base, const metrics::SlotTotals& s) {
       .label("backend", s.backend)
       .label("server", s.server)
       .value(cum);
+}
+
+// A family with one sample per listener of `rows` (dns or udp totals), every one written, zeros
+// too: value(row.n).
+template <typename Rows, typename Fn>
+void per_listener(Writer& w, const char* name, const char* type, const char* help, const Rows& rows,
+                  Fn value) {
+  w.family(name, type, help);
+  for (auto& r : rows) w.begin(name).label("listener", r.name).value(value(r.n));
+}
+
+// A counter family with one sample per listener and value of label `key`: pairs(row.n) gives the
+// (label value, count) pairs, in the order they are written.
+template <typename Rows, typename Fn>
+void per_listener_by(Writer& w, const char* name, const char* help, const Rows& rows, const char* key,
+                     Fn pairs) {
+  w.family(name, "counter", help);
+  for (auto& r : rows)
+    for (auto& [v, n] : pairs(r.n)) w.begin(name).label("listener", r.name).label(key, v).value(n);
 }
 
 }  // namespace
@@ -204,126 +225,99 @@ std::string render_prometheus(const metrics::Snapshot& snap,
   // ---- dns listeners, from the workers' counters. Every series of a dns listener is written, zeros
   // too, so that a rate() or an alert on a reason exists before the first such packet. A query
   // ends as exactly one of: a response (by result), a truncated reply, or a malformed drop.
-  w.family("fulcrum_dns_queries_total", "counter",
-           "DNS queries read and parsed (UDP datagrams, TCP messages), answered or not, by listener: each "
-           "is then one response, truncated reply or malformed drop (an oversize datagram or a bad TCP "
-           "length is dropped before and not counted here).");
-  for (auto& d : snap.dns) w.begin("fulcrum_dns_queries_total").label("listener", d.name).value(d.n.queries);
-  w.family("fulcrum_dns_responses_total", "counter",
-           "DNS replies with the whole answer, by listener and result (noerror: one record or more, "
-           "nodata: NOERROR with none, refused: a name outside the zones, notimp: an opcode other than "
-           "QUERY, formerr: a bad OPT record, badvers: an EDNS version other than 0).");
-  for (auto& d : snap.dns) {
-    std::pair<const char*, uint64_t> results[] = {{"noerror", d.n.answered}, {"nodata", d.n.nodata},
-                                                  {"refused", d.n.refused},  {"notimp", d.n.notimp},
-                                                  {"formerr", d.n.formerr},  {"badvers", d.n.badvers}};
-    for (auto [result, n] : results)
-      w.begin("fulcrum_dns_responses_total").label("listener", d.name).label("result", result).value(n);
-  }
-  w.family("fulcrum_dns_truncated_total", "counter",
-           "DNS replies over UDP cut to the question with TC set: the answer did not fit the client's size "
-           "(it asks again over TCP).");
-  for (auto& d : snap.dns)
-    w.begin("fulcrum_dns_truncated_total").label("listener", d.name).value(d.n.truncated);
-  w.family("fulcrum_dns_fail_open_total", "counter",
-           "DNS answers that listed every server of the zone's backend because none was up (fail open).");
-  for (auto& d : snap.dns)
-    w.begin("fulcrum_dns_fail_open_total").label("listener", d.name).value(d.n.fail_open);
-  w.family("fulcrum_dns_dropped_total", "counter",
-           "DNS messages dropped unanswered, by listener and reason (a malformed query: short, response, "
-           "qdcount, label, pointer, name_too_long, trailing; oversize: a UDP datagram over 2048 bytes), and "
-           "replies not sent (send_dropped: the UDP socket buffer was full or the send failed).");
-  for (auto& d : snap.dns) {
-    for (size_t e = 1; e < metrics::kDnsParseErrors; ++e)  // 0 is ParseError::kNone, never counted
-      w.begin("fulcrum_dns_dropped_total")
-          .label("listener", d.name)
-          .label("reason", dns::parse_error_name(static_cast<dns::ParseError>(e)))
-          .value(d.n.malformed[e]);
-    w.begin("fulcrum_dns_dropped_total")
-        .label("listener", d.name)
-        .label("reason", "oversize")
-        .value(d.n.udp_oversize);
-    w.begin("fulcrum_dns_dropped_total")
-        .label("listener", d.name)
-        .label("reason", "send_dropped")
-        .value(d.n.udp_send_dropped);
-  }
-  w.family("fulcrum_dns_udp_fragmented_total", "counter",
-           "DNS replies over IPv4 larger than the interface MTU, sent again without DF (fragmented).");
-  for (auto& d : snap.dns)
-    w.begin("fulcrum_dns_udp_fragmented_total").label("listener", d.name).value(d.n.udp_fragmented);
-  w.family("fulcrum_dns_tcp_connections_total", "counter",
-           "DNS TCP connections accepted and served, by listener (one closed at accept counts only in "
-           "fulcrum_dns_tcp_closed_total, reason refused).");
-  for (auto& d : snap.dns)
-    w.begin("fulcrum_dns_tcp_connections_total").label("listener", d.name).value(d.n.tcp_connections);
-  w.family("fulcrum_dns_tcp_closed_total", "counter",
-           "DNS TCP connections fulcrum closed itself, by listener and reason (refused: at accept, over the "
-           "worker's connection cap; bad: a malformed query or a bad length; idle: the idle timeout).");
-  for (auto& d : snap.dns) {
-    std::pair<const char*, uint64_t> reasons[] = {
-        {"refused", d.n.tcp_refused}, {"bad", d.n.tcp_closed_bad}, {"idle", d.n.tcp_idle_closed}};
-    for (auto [reason, n] : reasons)
-      w.begin("fulcrum_dns_tcp_closed_total").label("listener", d.name).label("reason", reason).value(n);
-  }
+  using Dns = metrics::DnsCountsOf<uint64_t>;
+  using Pairs = std::vector<std::pair<std::string_view, uint64_t>>;
+  per_listener(
+      w, "fulcrum_dns_queries_total", "counter",
+      "DNS queries read and parsed (UDP datagrams, TCP messages), answered or not, by listener: each "
+      "is then one response, truncated reply or malformed drop (an oversize datagram or a bad TCP "
+      "length is dropped before and not counted here).",
+      snap.dns, [](const Dns& n) { return n.queries; });
+  per_listener_by(
+      w, "fulcrum_dns_responses_total",
+      "DNS replies with the whole answer, by listener and result (noerror: one record or more, "
+      "nodata: NOERROR with none, refused: a name outside the zones, notimp: an opcode other than "
+      "QUERY, formerr: a bad OPT record, badvers: an EDNS version other than 0).",
+      snap.dns, "result", [](const Dns& n) {
+        return Pairs{{"noerror", n.answered}, {"nodata", n.nodata},   {"refused", n.refused},
+                     {"notimp", n.notimp},    {"formerr", n.formerr}, {"badvers", n.badvers}};
+      });
+  per_listener(
+      w, "fulcrum_dns_truncated_total", "counter",
+      "DNS replies over UDP cut to the question with TC set: the answer did not fit the client's size "
+      "(it asks again over TCP).",
+      snap.dns, [](const Dns& n) { return n.truncated; });
+  per_listener(w, "fulcrum_dns_fail_open_total", "counter",
+               "DNS answers that listed every server of the zone's backend because none was up (fail open).",
+               snap.dns, [](const Dns& n) { return n.fail_open; });
+  per_listener_by(
+      w, "fulcrum_dns_dropped_total",
+      "DNS messages dropped unanswered, by listener and reason (a malformed query: short, response, "
+      "qdcount, label, pointer, name_too_long, trailing; oversize: a UDP datagram over 2048 bytes), and "
+      "replies not sent (send_dropped: the UDP socket buffer was full or the send failed).",
+      snap.dns, "reason", [](const Dns& n) {
+        Pairs p;
+        for (size_t e = 1; e < metrics::kDnsParseErrors; ++e)  // 0 is ParseError::kNone, never counted
+          p.emplace_back(dns::parse_error_name(static_cast<dns::ParseError>(e)), n.malformed[e]);
+        p.emplace_back("oversize", n.udp_oversize);
+        p.emplace_back("send_dropped", n.udp_send_dropped);
+        return p;
+      });
+  per_listener(w, "fulcrum_dns_udp_fragmented_total", "counter",
+               "DNS replies over IPv4 larger than the interface MTU, sent again without DF (fragmented).",
+               snap.dns, [](const Dns& n) { return n.udp_fragmented; });
+  per_listener(w, "fulcrum_dns_tcp_connections_total", "counter",
+               "DNS TCP connections accepted and served, by listener (one closed at accept counts only in "
+               "fulcrum_dns_tcp_closed_total, reason refused).",
+               snap.dns, [](const Dns& n) { return n.tcp_connections; });
+  per_listener_by(
+      w, "fulcrum_dns_tcp_closed_total",
+      "DNS TCP connections fulcrum closed itself, by listener and reason (refused: at accept, over the "
+      "worker's connection cap; bad: a malformed query or a bad length; idle: the idle timeout).",
+      snap.dns, "reason", [](const Dns& n) {
+        return Pairs{{"refused", n.tcp_refused}, {"bad", n.tcp_closed_bad}, {"idle", n.tcp_idle_closed}};
+      });
 
   // ---- udp listeners, from the workers' counters; every series written from the start, as for
   // dns. A flow ends as exactly one reason of fulcrum_udp_flows_closed_total, so flows_total ==
   // active_flows + the closed ones. A datagram from a client is forwarded (to_server) or dropped.
-  w.family("fulcrum_udp_flows_total", "counter",
-           "UDP flows opened (a datagram from a new client address and port, given a server), by listener.");
-  for (auto& u : snap.udp)
-    w.begin("fulcrum_udp_flows_total").label("listener", u.name).value(u.n.flows_created);
-  w.family("fulcrum_udp_active_flows", "gauge", "UDP flows open now, by listener.");
-  for (auto& u : snap.udp)
-    w.begin("fulcrum_udp_active_flows").label("listener", u.name).value(u.n.active_flows);
-  w.family("fulcrum_udp_flows_closed_total", "counter",
-           "UDP flows ended, by listener and reason (idle: idle_timeout passed with no datagram; failed: the "
-           "server refused with ICMP port unreachable, or a socket error; stopped: a reload or shutdown).");
-  for (auto& u : snap.udp) {
-    std::pair<const char*, uint64_t> reasons[] = {
-        {"idle", u.n.flows_expired}, {"failed", u.n.flows_failed}, {"stopped", u.n.flows_stopped}};
-    for (auto [reason, n] : reasons)
-      w.begin("fulcrum_udp_flows_closed_total").label("listener", u.name).label("reason", reason).value(n);
-  }
-  w.family("fulcrum_udp_datagrams_total", "counter",
-           "UDP datagrams proxied, by listener and direction (to_server: from a client, forwarded; "
-           "to_client: a server's reply, relayed).");
-  for (auto& u : snap.udp) {
-    w.begin("fulcrum_udp_datagrams_total")
-        .label("listener", u.name)
-        .label("direction", "to_server")
-        .value(u.n.datagrams_in);
-    w.begin("fulcrum_udp_datagrams_total")
-        .label("listener", u.name)
-        .label("direction", "to_client")
-        .value(u.n.datagrams_out);
-  }
-  w.family("fulcrum_udp_bytes_total", "counter",
-           "UDP payload bytes proxied, by listener and direction (to_server, to_client).");
-  for (auto& u : snap.udp) {
-    w.begin("fulcrum_udp_bytes_total")
-        .label("listener", u.name)
-        .label("direction", "to_server")
-        .value(u.n.bytes_in);
-    w.begin("fulcrum_udp_bytes_total")
-        .label("listener", u.name)
-        .label("direction", "to_client")
-        .value(u.n.bytes_out);
-  }
-  w.family("fulcrum_udp_dropped_total", "counter",
-           "UDP datagrams dropped, by listener and reason (no_server: every server down; table_full: the "
-           "worker holds 65536 flows; socket: no socket for a new flow; send_dropped: a send either way "
-           "that would block or failed; oversize: larger than a UDP datagram can be).");
-  for (auto& u : snap.udp) {
-    std::pair<const char*, uint64_t> reasons[] = {{"no_server", u.n.dropped_no_server},
-                                                  {"table_full", u.n.dropped_table_full},
-                                                  {"socket", u.n.dropped_socket},
-                                                  {"send_dropped", u.n.dropped_send},
-                                                  {"oversize", u.n.dropped_oversize}};
-    for (auto [reason, n] : reasons)
-      w.begin("fulcrum_udp_dropped_total").label("listener", u.name).label("reason", reason).value(n);
-  }
+  using Udp = metrics::UdpCountsOf<uint64_t>;
+  per_listener(
+      w, "fulcrum_udp_flows_total", "counter",
+      "UDP flows opened (a datagram from a new client address and port, given a server), by listener.",
+      snap.udp, [](const Udp& n) { return n.flows_created; });
+  per_listener(w, "fulcrum_udp_active_flows", "gauge", "UDP flows open now, by listener.", snap.udp,
+               [](const Udp& n) { return n.active_flows; });
+  per_listener_by(
+      w, "fulcrum_udp_flows_closed_total",
+      "UDP flows ended, by listener and reason (idle: idle_timeout passed with no datagram; failed: the "
+      "server refused with ICMP port unreachable, or a socket error; stopped: a reload or shutdown).",
+      snap.udp, "reason", [](const Udp& n) {
+        return Pairs{{"idle", n.flows_expired}, {"failed", n.flows_failed}, {"stopped", n.flows_stopped}};
+      });
+  per_listener_by(w, "fulcrum_udp_datagrams_total",
+                  "UDP datagrams proxied, by listener and direction (to_server: from a client, forwarded; "
+                  "to_client: a server's reply, relayed).",
+                  snap.udp, "direction", [](const Udp& n) {
+                    return Pairs{{"to_server", n.datagrams_in}, {"to_client", n.datagrams_out}};
+                  });
+  per_listener_by(w, "fulcrum_udp_bytes_total",
+                  "UDP payload bytes proxied, by listener and direction (to_server, to_client).", snap.udp,
+                  "direction", [](const Udp& n) {
+                    return Pairs{{"to_server", n.bytes_in}, {"to_client", n.bytes_out}};
+                  });
+  per_listener_by(
+      w, "fulcrum_udp_dropped_total",
+      "UDP datagrams dropped, by listener and reason (no_server: every server down; table_full: the "
+      "worker holds 65536 flows; socket: no socket for a new flow; send_dropped: a send either way "
+      "that would block or failed; oversize: larger than a UDP datagram can be).",
+      snap.udp, "reason", [](const Udp& n) {
+        return Pairs{{"no_server", n.dropped_no_server},
+                     {"table_full", n.dropped_table_full},
+                     {"socket", n.dropped_socket},
+                     {"send_dropped", n.dropped_send},
+                     {"oversize", n.dropped_oversize}};
+      });
 
   // ---- servers, from their shared atomics
   struct Row {

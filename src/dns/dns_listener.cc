@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/intrusive_list.h"
 #include "core/log.h"
 #include "core/socket.h"
 
@@ -71,12 +72,7 @@ class DnsTcpConnection final : public Deferred, public IoHandler {
     FULCRUM_LOG(kDebug, "dns listener %s: tcp connection closed: %s", listener_.spec_.name.c_str(), why);
     idle_.cancel();
     fd_.reset();  // also leaves epoll: the descriptor is not shared
-    if (prev_)
-      prev_->next_ = next_;
-    else
-      listener_.first_ = next_;
-    if (next_) next_->prev_ = prev_;
-    prev_ = next_ = nullptr;
+    ilist::unlink(listener_.first_, this);
     listener_.tcp_count_.fetch_sub(1, std::memory_order_relaxed);
     listener_.loop_.defer_delete(this);
   }
@@ -327,9 +323,7 @@ void DnsListener::accept_tcp() {
       continue;
     }
     auto* conn = new DnsTcpConnection(*this, std::move(fd));
-    conn->next_ = first_;
-    if (first_) first_->prev_ = conn;
-    first_ = conn;
+    ilist::push_front(first_, conn);
     tcp_count_.fetch_add(1, std::memory_order_relaxed);
     responder_.stats().tcp_connections.add();
     if (!conn->start()) conn->close("epoll");

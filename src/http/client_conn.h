@@ -183,10 +183,7 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   bool fresh_ = true;        // no request yet: HTTP/2 may start here (ALPN h2, or the h2c preface)
   bool handed_off_ = false;  // the connection went to an H2Session
   // A static file being sent (serve_static).
-  Fd file_;
-  std::shared_ptr<const staticfiles::CachedFile> cached_file_;  // or the worker's open file
-  uint64_t file_off_ = 0;
-  uint64_t file_left_ = 0;
+  staticfiles::FileReply file_;  // its descriptor (own or the worker's cache's); offset and length left
   bool static_pending_ = false;
   metrics::Exchange x_;  // the request in progress, for the counters and the access log
   cache::Session cache_;

@@ -1,5 +1,6 @@
 // The HTTP proxy's client connection, part 3 (client_conn.h): responses fulcrum makes itself
 // (errors, static files, cache hits), flushing, lingering and closing. Worker thread only.
+#include "core/intrusive_list.h"
 #include "http/client_conn.h"
 
 namespace fulcrum::http {
@@ -27,10 +28,8 @@ void ClientConn::serve_static(const staticfiles::StaticSite& site, const Request
   staticfiles::FileReply reply = site.serve(head.method, path, head.headers, !keep_alive_, out_, &ctx_.files,
                                             ctx_.loop.now());
   x_.status = reply.status;
-  file_off_ = reply.offset;
-  file_left_ = reply.fd() >= 0 ? reply.length : 0;
-  file_ = std::move(reply.file);
-  cached_file_ = std::move(reply.cached);
+  file_ = std::move(reply);
+  if (file_.fd() < 0) file_.length = 0;
   static_pending_ = true;
   set_state(keep_alive_ ? State::kLocal : State::kClosing);
 }
@@ -51,13 +50,13 @@ bool ClientConn::send_file(bool* progress) {
     out_.consume(static_cast<size_t>(n));
     if (!out_.empty()) return false;
   }
-  while (file_left_ > 0 && writable_) {
-    int fd = file_ ? file_.get() : cached_file_->fd.get();
-    ssize_t n = tr_->send_file(fd, file_off_, static_cast<size_t>(std::min<uint64_t>(file_left_, 1 << 20)));
+  while (file_.length > 0 && writable_) {
+    size_t chunk = static_cast<size_t>(std::min<uint64_t>(file_.length, 1 << 20));
+    ssize_t n = tr_->send_file(file_.fd(), file_.offset, chunk);
     if (n > 0) {
       *progress = true;
-      file_off_ += static_cast<uint64_t>(n);
-      file_left_ -= static_cast<uint64_t>(n);
+      file_.offset += static_cast<uint64_t>(n);
+      file_.length -= static_cast<uint64_t>(n);
       x_.bytes += static_cast<size_t>(n);
       timer_.arm(l_.idle_timeout_);
       continue;
@@ -69,12 +68,12 @@ bool ClientConn::send_file(bool* progress) {
     if (n < 0 && errno == EINTR) continue;
     return close(n == 0 ? "file shrank while sent" : "sendfile failed"), false;
   }
-  return file_left_ == 0;
+  return file_.length == 0;
 }
 
 bool ClientConn::step_flush() {
   bool progress = false;
-  if (file_left_ > 0) {
+  if (file_.length > 0) {
     if (!send_file(&progress)) return progress && !closed_;
   } else if (cache_.sending()) {
     ssize_t w = write_client(cache_.body_left(), &progress);  // from the entry's memory, no copy
@@ -87,8 +86,7 @@ bool ClientConn::step_flush() {
   if (!out_.empty()) return progress;
   if (static_pending_) {
     static_pending_ = false;
-    file_.reset();
-    cached_file_.reset();
+    file_ = {};
     if (l_.metrics_) l_.metrics_->end_http(x_, peer_, Clock::now());
   }
   if (state_ == State::kClosing) {
@@ -150,10 +148,7 @@ void ClientConn::close(const char* why) {
   in_.release();
   out_.release();
   req_head_.release();
-  if (prev_) prev_->next_ = next_;
-  else l_.first_ = next_;
-  if (next_) next_->prev_ = prev_;
-  prev_ = next_ = nullptr;
+  ilist::unlink(l_.first_, this);
   if (!handed_off_) l_.connections_.fetch_sub(1, std::memory_order_relaxed);
   ctx_.loop.defer_delete(this);
 }
@@ -162,9 +157,7 @@ IoHandler* start_stream_exchange(HttpListener& l, std::unique_ptr<Transport> tr,
                                  std::string_view peer_ip) {
   auto* conn = new ClientConn(l, Fd(), std::move(tr), peer, peer_ip);
   conn->set_stream();
-  conn->next_ = l.first_;
-  if (l.first_) l.first_->prev_ = conn;
-  l.first_ = conn;
+  ilist::push_front(l.first_, conn);
   l.connections_.fetch_add(1, std::memory_order_relaxed);
   conn->start();
   return conn;

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "core/ascii.h"
+#include "core/intrusive_list.h"
 #include "core/log.h"
 #include "http/proxy.h"
 
@@ -192,9 +193,7 @@ void start_h2_session(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, con
                       std::string_view already_read, protect::ConnHold hold) {
   auto* s = new H2Session(l, std::move(fd), std::move(tr), peer);
   s->take_hold(std::move(hold));
-  s->next_ = l.h2_first_;
-  if (l.h2_first_) l.h2_first_->prev_ = s;
-  l.h2_first_ = s;
+  ilist::push_front(l.h2_first_, s);
   s->start(already_read);
 }
 
@@ -482,10 +481,7 @@ void H2Session::close(const char* why) {
   if (fd_) l_.ctx_.loop.remove(fd_.get());
   tr_.reset();
   fd_.reset();
-  if (prev_) prev_->next_ = next_;
-  else l_.h2_first_ = next_;
-  if (next_) next_->prev_ = prev_;
-  prev_ = next_ = nullptr;
+  ilist::unlink(l_.h2_first_, this);
   if (l_.metrics_) l_.metrics_->on_close();
   l_.connections_.fetch_sub(1, std::memory_order_relaxed);
   l_.ctx_.loop.defer_delete(this);

@@ -1,5 +1,6 @@
 // The HTTP proxy's client connection, part 1 (client_conn.h has the state machine): the
 // connection's life and I/O, the request head and routing, and the listener. Worker thread only.
+#include "core/intrusive_list.h"
 #include "http/client_conn.h"
 
 #include <cstdio>
@@ -471,9 +472,7 @@ void HttpListener::on_io(uint32_t) {
     }
     auto* conn = new ClientConn(*this, Fd(c), std::move(tr), peer);
     conn->hold_ = std::move(hold);
-    conn->next_ = first_;
-    if (first_) first_->prev_ = conn;
-    first_ = conn;
+    ilist::push_front(first_, conn);
     connections_.fetch_add(1, std::memory_order_relaxed);
     if (metrics_) metrics_->on_accept();
     conn->start();

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/intrusive_list.h"
 #include "core/log.h"
 #include "core/socket.h"
 #include "l4/proxy_protocol.h"
@@ -128,9 +129,7 @@ void TcpListener::on_io(uint32_t) {
     }
     auto* s = new TcpSession(*this, Fd(c), peer);
     s->hold_ = std::move(hold);
-    s->next_ = first_;
-    if (first_) first_->prev_ = s;
-    first_ = s;
+    ilist::push_front(first_, s);
     sessions_.fetch_add(1, std::memory_order_relaxed);
     if (metrics_) metrics_->on_accept();
     s->start();
@@ -378,10 +377,7 @@ void TcpSession::close(const char* why) {
   // closed_ and return, and the loop deletes us after the turn.
   client_.fd.reset();
   upstream_.fd.reset();
-  if (prev_) prev_->next_ = next_;
-  else listener_.first_ = next_;
-  if (next_) next_->prev_ = prev_;
-  prev_ = next_ = nullptr;
+  ilist::unlink(listener_.first_, this);
   listener_.sessions_.fetch_sub(1, std::memory_order_relaxed);
   listener_.loop_.defer_delete(this);
 }

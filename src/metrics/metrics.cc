@@ -222,16 +222,7 @@ ListenerMetrics* WorkerMetrics::add_listener(std::shared_ptr<const Layout> layou
   return p;
 }
 
-DnsCounters* WorkerMetrics::add_dns_listener(std::string name) {
-  auto d = std::make_unique<Named<DnsCounters>>();
-  d->name = std::move(name);
-  DnsCounters* p = &d->counters;
-  std::lock_guard lock(mu_);
-  dns_.push_back(std::move(d));
-  return p;
-}
-
-void add_to(DnsCountsOf<uint64_t>& t, const DnsCounters& c) {
+void add_to(DnsCountsOf<uint64_t>& t, const DnsCounters& c, bool) {  // no gauges
   t.queries += c.queries.get();
   t.answered += c.answered.get();
   t.nodata += c.nodata.get();
@@ -251,18 +242,9 @@ void add_to(DnsCountsOf<uint64_t>& t, const DnsCounters& c) {
   t.udp_send_dropped += c.udp_send_dropped.get();
 }
 
-UdpCounters* WorkerMetrics::add_udp_listener(std::string name) {
-  auto u = std::make_unique<Named<UdpCounters>>();
-  u->name = std::move(name);
-  UdpCounters* p = &u->counters;
-  std::lock_guard lock(mu_);
-  udp_.push_back(std::move(u));
-  return p;
-}
-
-void add_to(UdpCountsOf<uint64_t>& t, const UdpCounters& c) {
+void add_to(UdpCountsOf<uint64_t>& t, const UdpCounters& c, bool gauges) {
   t.flows_created += c.flows_created.get();
-  t.active_flows += c.active_flows.get();
+  if (gauges) t.active_flows += c.active_flows.get();
   t.flows_expired += c.flows_expired.get();
   t.flows_failed += c.flows_failed.get();
   t.flows_stopped += c.flows_stopped.get();
@@ -285,6 +267,14 @@ struct Registry::Totals {
   std::map<std::string, size_t> dns_at;
   std::map<std::string, size_t> udp_at;
   void add(const WorkerMetrics& w, bool gauges);
+  // Adds `c` to the row of `rows` named `name` (made at the end when new; `at` indexes them).
+  template <typename Row, typename C>
+  static void add_by_name(std::map<std::string, size_t>& at, std::vector<Row>& rows, const std::string& name,
+                          const C& c, bool gauges) {
+    auto [it, fresh] = at.try_emplace(name, rows.size());
+    if (fresh) rows.push_back({name, {}});
+    add_to(rows[it->second].n, c, gauges);
+  }
 };
 
 Registry::Registry() : retired_(std::make_unique<Totals>()) {}
@@ -362,23 +352,13 @@ void Registry::Totals::add(const WorkerMetrics& w, bool gauges) {
       t.bytes += s.bytes.get();
     }
   });
-  // DNS listeners: by name, so the listeners of every worker and of every config since start
-  // (a reload builds new ones) add up.
-  w.for_each_dns([&](const std::string& name, const DnsCounters& c) {
-    auto [it, fresh] = dns_at.try_emplace(name, snap.dns.size());
-    if (fresh) snap.dns.push_back({name, {}});
-    add_to(snap.dns[it->second].n, c);
-  });
-  // UDP listeners likewise. A stopped listener closed its flows, so its active_flows is 0 and
-  // the gauge's sum is the flows open now.
-  w.for_each_udp([&](const std::string& name, const UdpCounters& c) {
-    auto [it, fresh] = udp_at.try_emplace(name, snap.udp.size());
-    if (fresh) snap.udp.push_back({name, {}});
-    UdpCountsOf<uint64_t>& n = snap.udp[it->second].n;
-    uint64_t active = n.active_flows;
-    add_to(n, c);
-    if (!gauges) n.active_flows = active;
-  });
+  // DNS and UDP listeners: by name, so the listeners of every worker and of every config since
+  // start (a reload builds new ones) add up. A stopped udp listener closed its flows, so the
+  // active_flows gauge sums the flows open now.
+  w.for_each_dns(
+      [&](const std::string& name, const DnsCounters& c) { add_by_name(dns_at, snap.dns, name, c, gauges); });
+  w.for_each_udp(
+      [&](const std::string& name, const UdpCounters& c) { add_by_name(udp_at, snap.udp, name, c, gauges); });
 }
 
 double quantile(const std::array<uint64_t, kBuckets>& buckets, double q) {

@@ -256,8 +256,9 @@ struct DnsCountsOf {
   T udp_send_dropped{};                        // replies dropped because the socket would block or failed
 };
 using DnsCounters = DnsCountsOf<Counter>;
-// Adds what `c` holds now to `t` (control thread).
-void add_to(DnsCountsOf<uint64_t>& t, const DnsCounters& c);
+// Adds what `c` holds now to `t` (control thread); gauges only with `gauges` (a worker that ended
+// has none open, and its sums are kept without them: Registry::retire).
+void add_to(DnsCountsOf<uint64_t>& t, const DnsCounters& c, bool gauges);
 
 // The counters of one `protocol: udp` listener on one worker (src/l4/ writes them as UdpStats),
 // kept like DnsCounters: owned by the worker's WorkerMetrics, so they outlive a UdpListener that a
@@ -281,7 +282,7 @@ struct UdpCountsOf {
   T dropped_oversize{};    // larger than the receive slot (cannot happen over IPv4/IPv6 UDP)
 };
 using UdpCounters = UdpCountsOf<Counter>;
-void add_to(UdpCountsOf<uint64_t>& t, const UdpCounters& c);
+void add_to(UdpCountsOf<uint64_t>& t, const UdpCounters& c, bool gauges);
 
 // A worker's metrics: the ListenerMetrics of every listener it has had. They are not freed
 // before the worker has ended, so a connection of a listener removed by a reload can still count;
@@ -297,14 +298,14 @@ class WorkerMetrics {
     for (auto& l : listeners_) fn(*l);
   }
   // A dns listener's counters, kept like the ListenerMetrics above (any thread; start-up and reload).
-  DnsCounters* add_dns_listener(std::string name);
+  DnsCounters* add_dns_listener(std::string name) { return add_named(dns_, std::move(name)); }
   template <typename Fn>
   void for_each_dns(Fn&& fn) const {  // fn(name, counters)
     std::lock_guard lock(mu_);
     for (auto& d : dns_) fn(std::as_const(d->name), std::as_const(d->counters));
   }
   // A udp listener's counters, the same way.
-  UdpCounters* add_udp_listener(std::string name);
+  UdpCounters* add_udp_listener(std::string name) { return add_named(udp_, std::move(name)); }
   template <typename Fn>
   void for_each_udp(Fn&& fn) const {  // fn(name, counters)
     std::lock_guard lock(mu_);
@@ -318,6 +319,15 @@ class WorkerMetrics {
     std::string name;
     C counters;
   };
+  template <typename C>
+  C* add_named(std::vector<std::unique_ptr<Named<C>>>& list, std::string name) {
+    auto n = std::make_unique<Named<C>>();
+    n->name = std::move(name);
+    C* p = &n->counters;
+    std::lock_guard lock(mu_);
+    list.push_back(std::move(n));
+    return p;
+  }
   mutable std::mutex mu_;  // taken when a listener is added and when the control thread reads
   std::vector<std::unique_ptr<ListenerMetrics>> listeners_;
   std::vector<std::unique_ptr<Named<DnsCounters>>> dns_;

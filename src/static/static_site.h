@@ -24,8 +24,8 @@ struct FileReply {
   int status = 404;
   Fd file;                                   // open when a body is to be sent
   std::shared_ptr<const CachedFile> cached;  // or this one's descriptor (the cache's; not to close)
-  uint64_t offset = 0;                       // body range in the file
-  uint64_t length = 0;                       // 0 also when the body went into `out` with the head
+  uint64_t offset = 0;                       // body range in the file (the connection sending it
+  uint64_t length = 0;                       // moves it on); 0 also when the body went with the head
   int fd() const { return file ? file.get() : cached ? cached->fd.get() : -1; }
 };
 
