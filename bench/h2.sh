@@ -14,7 +14,7 @@
 # better peer, handshakes/s >= nginx). With one backend worker (BACKEND_WORKERS) the backend may
 # cap h2_proxy for every target alike, which pulls ratios toward 1.
 #
-#   env: THREADS (2), ROUNDS (3), N (100000 requests), C (10 connections), M (10 streams each),
+#   env: SCENARIOS ("h2_static h2_proxy handshakes": which to run), THREADS (2), ROUNDS (3), N (100000 requests), C (10 connections), M (10 streams each),
 #        HS_N (500 connections per run), HS_BATCHES (4), BASE_PORT (18180),
 #        FULCRUM_BIN (build/fulcrum), BENCH_DIR (a new /tmp/fulcrum-h2bench.XXXXXX, kept)
 # The machine's cores are shared by h2load and the servers: quote ratios, not absolutes.
@@ -23,6 +23,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 THREADS=${THREADS:-2} ROUNDS=${ROUNDS:-3} N=${N:-100000} C=${C:-10} M=${M:-10}
 HS_N=${HS_N:-500} HS_BATCHES=${HS_BATCHES:-4} BACKEND_WORKERS=${BACKEND_WORKERS:-1}
+SCENARIOS=${SCENARIOS:-h2_static h2_proxy handshakes}
 BASE_PORT=${BASE_PORT:-18180}
 FULCRUM_BIN=$(realpath "${FULCRUM_BIN:-$repo/build/fulcrum}")
 BENCH_DIR=${BENCH_DIR:-$(mktemp -d /tmp/fulcrum-h2bench.XXXXXX)}
@@ -152,19 +153,26 @@ scenario() {  # NAME REQUESTS PATH ARGS...: REQUESTS per run, for the CPU time p
 
 log "warm-up"
 for t in "${TARGETS[@]}"; do run_h2load "$t" /static/index.html -n2000 -c4 -m10 >/dev/null; done
-log "h2_static: $N requests, $C connections x $M streams, $ROUNDS rounds"
-scenario h2_static "$N" /static/index.html -n"$N" -c"$C" -m"$M"
-log "h2_proxy"
-scenario h2_proxy "$N" /p/index.html -n"$N" -c"$C" -m"$M"
-log "handshakes: $HS_BATCHES x $HS_N new TLS 1.3 connections, one request each"
-ulimit -n 65536 2>/dev/null || true
-for ((b = 0; b < HS_BATCHES; b++)); do
-  scenario handshakes "$HS_N" /static/index.html -n"$HS_N" -c"$HS_N" -m1 --tls13-ciphers=TLS_AES_128_GCM_SHA256
-done
+wanted() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+if wanted h2_static; then
+  log "h2_static: $N requests, $C connections x $M streams, $ROUNDS rounds"
+  scenario h2_static "$N" /static/index.html -n"$N" -c"$C" -m"$M"
+fi
+if wanted h2_proxy; then
+  log "h2_proxy"
+  scenario h2_proxy "$N" /p/index.html -n"$N" -c"$C" -m"$M"
+fi
+if wanted handshakes; then
+  log "handshakes: $HS_BATCHES x $HS_N new TLS 1.3 connections, one request each"
+  ulimit -n 65536 2>/dev/null || true
+  for ((b = 0; b < HS_BATCHES; b++)); do
+    scenario handshakes "$HS_N" /static/index.html -n"$HS_N" -c"$HS_N" -m1 --tls13-ciphers=TLS_AES_128_GCM_SHA256
+  done
+fi
 
 {
   printf '%-12s %12s %12s %12s %22s\n' scenario fulcrum nginx haproxy "fulcrum ratio"
-  for s in h2_static h2_proxy handshakes; do
+  for s in $SCENARIOS; do
     declare -A med=()
     for t in "${TARGETS[@]}"; do med[$t]=$(tr ' ' '\n' <<<"${RES[$s.$t]}" | grep -v '^$' | median); done
     best=$(awk -v a="${med[nginx]}" -v b="${med[haproxy]}" 'BEGIN { print (a > b) ? a : b }')
@@ -177,7 +185,7 @@ done
   echo " h2_static haproxy: a canned in-memory response, not a file, not in the ratio)"
   echo
   printf '%-12s %12s %12s %12s %22s\n' "cpu us/req" fulcrum nginx haproxy "fulcrum / same peer"
-  for s in h2_static h2_proxy handshakes; do
+  for s in $SCENARIOS; do
     declare -A cmed=()
     for t in "${TARGETS[@]}"; do cmed[$t]=$(tr ' ' '\n' <<<"${CPU[$s.$t]}" | grep -v '^$' | median); done
     if [ "$s" = h2_proxy ]; then peer=haproxy; else peer=nginx; fi

@@ -31,6 +31,7 @@
 #include <cstring>
 
 #include "cache/session.h"
+#include "core/free_list.h"
 #include "core/log.h"
 #include "core/socket.h"
 #include "http/chunked.h"
@@ -96,6 +97,9 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   ClientConn(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, const SocketAddress& peer,
              std::string_view peer_ip = {});
   ~ClientConn() override;
+  // One per connection and one per HTTP/2 stream: from the worker's free list (core/free_list.h).
+  static void* operator new(size_t n) { return FreeList<ClientConn>::allocate(n); }
+  static void operator delete(void* p, size_t n) { FreeList<ClientConn>::release(p, n); }
   void start();
   void on_io(uint32_t events) override;
   void on_upstream_io(uint32_t events) override;
@@ -103,7 +107,10 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   void close(const char* why);
   void on_stop();
   // An HTTP/2 stream's exchange (h2_session.cc): no socket, no connection counters of its own.
-  void set_stream() { stream_ = true; }
+  void set_stream(H2Stream* s) {
+    stream_ = true;
+    h2_ = s;
+  }
 
   ClientConn* prev_ = nullptr;
   ClientConn* next_ = nullptr;
@@ -180,6 +187,7 @@ class ClientConn final : public IoHandler, public Deferred, public UpstreamOwner
   bool read_eof_ = false;
   bool closed_ = false;
   bool stream_ = false;      // the client side is an HTTP/2 stream
+  H2Stream* h2_ = nullptr;   // that stream, while tr_ (which keeps it) lives
   bool fresh_ = true;        // no request yet: HTTP/2 may start here (ALPN h2, or the h2c preface)
   bool handed_off_ = false;  // the connection went to an H2Session
   // A static file being sent (serve_static).

@@ -143,7 +143,8 @@ void ClientConn::close(const char* why) {
     l_.metrics_->end_http(x_, peer_, Clock::now());  // a request cut short: logged as 499
     if (!stream_ && !handed_off_) l_.metrics_->on_close();  // the session counts its own
   }
-  tr_.reset();  // before the socket it writes to
+  tr_.reset();  // before the socket it writes to (an HTTP/2 stream's may free the stream)
+  h2_ = nullptr;
   fd_.reset();
   in_.release();
   out_.release();
@@ -153,10 +154,9 @@ void ClientConn::close(const char* why) {
   ctx_.loop.defer_delete(this);
 }
 
-IoHandler* start_stream_exchange(HttpListener& l, std::unique_ptr<Transport> tr, const SocketAddress& peer,
-                                 std::string_view peer_ip) {
-  auto* conn = new ClientConn(l, Fd(), std::move(tr), peer, peer_ip);
-  conn->set_stream();
+IoHandler* start_stream_exchange(HttpListener& l, H2Stream* s, const SocketAddress& peer, std::string_view peer_ip) {
+  auto* conn = new ClientConn(l, Fd(), make_stream_transport(s), peer, peer_ip);
+  conn->set_stream(s);
   ilist::push_front(l.first_, conn);
   l.connections_.fetch_add(1, std::memory_order_relaxed);
   conn->start();

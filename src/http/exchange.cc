@@ -318,7 +318,15 @@ bool ClientConn::on_response_head(const ResponseHead& head, size_t head_len) {
     fwd.cookie_name = spec.sticky->cookie;
     fwd.cookie_value = ctx_.sticky_ids[backend_][server_->index()];
   }
-  bool ok = write_response_head(out_, head, fwd);
+  bool ok = true;
+  if (h2_ && out_.empty() && submit_h2_head(h2_, head, fwd)) {
+    // HTTP/2: the head went to the session as fields, not as text to parse again. It counts as
+    // the bytes the backend's head took (what x_.bytes has of it in an access log).
+    x_.bytes += head_len;
+    client_bytes_ += head_len;
+  } else {
+    ok = write_response_head(out_, head, fwd);
+  }
   up_->in.consume(head_len);
   if (!ok) return close("response head too large"), true;
   if (head.body == BodyKind::kTunnel) {

@@ -385,31 +385,65 @@ void H2Session::response_ready(H2Stream& s) {
 }
 
 // HEADERS for a final response: the status, and the fields but those HTTP/2 forbids
-// (connection-specific ones, RFC 9113 8.2.2), names in lower case.
-void H2Session::submit_response(H2Stream& s, const ResponseHead& head) {
+// (connection-specific ones, RFC 9113 8.2.2), names in lower case. With `fwd` (the head comes
+// straight from the backend's, see submit_h2_head) also what the proxy adds to a forwarded head
+// (forward.h): its extra field lines and the sticky cookie; framing and Connection are HTTP/1.1's
+// only.
+void H2Session::submit_response(H2Stream& s, const ResponseHead& head, const ResponseForward* fwd) {
   int code = head.status % 1000;
   char status[4] = {static_cast<char>('0' + code / 100), static_cast<char>('0' + code / 10 % 10),
                     static_cast<char>('0' + code % 10), 0};
-  std::array<nghttp2_nv, 101> nva;
-  std::string& names = names_;  // lower-cased names, back to back (nghttp2 copies them)
-  names.clear();
+  std::array<nghttp2_nv, 104> nva;
+  // Lower-cased names and composed values, back to back (nghttp2 copies them): sized first, so
+  // that the views taken below stay put.
+  std::string& text = names_;
+  text.clear();
   size_t total = 0;
   for (const Header& h : head.headers) total += h.name.size();
-  names.reserve(total);
+  if (fwd) total += fwd->extra_fields.size() + fwd->cookie_name.size() + fwd->cookie_value.size() + 64;
+  text.reserve(total);
+  auto nv = [](std::string_view name, std::string_view value) {
+    return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+                      reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+                      NGHTTP2_NV_FLAG_NONE};
+  };
+  auto lowered = [&text](std::string_view name) {
+    size_t at = text.size();
+    text.resize(at + name.size());
+    for (size_t i = 0; i < name.size(); ++i) text[at + i] = ascii::lower(name[i]);
+    return std::string_view(text.data() + at, name.size());
+  };
   size_t n = 0;
-  nva[n++] = {reinterpret_cast<uint8_t*>(const_cast<char*>(":status")), reinterpret_cast<uint8_t*>(status), 7, 3,
-              NGHTTP2_NV_FLAG_NONE};
+  nva[n++] = nv(":status", std::string_view(status, 3));
+  bool length_sent = false;
   for (const Header& h : head.headers) {
-    if (n == nva.size()) break;
-    if (must_strip(head, h)) continue;
-    size_t at = names.size();
-    for (char c : h.name) names += ascii::lower(c);
-    std::string_view name(names.data() + at, h.name.size());
-    if (name == "transfer-encoding" || name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
-        name == "upgrade" || name == "te")
-      continue;
-    nva[n++] = {reinterpret_cast<uint8_t*>(names.data() + at), reinterpret_cast<uint8_t*>(const_cast<char*>(h.value.data())),
-                h.name.size(), h.value.size(), NGHTTP2_NV_FLAG_NONE};
+    if (n == 101) break;
+    if (must_strip(head, h) || (header_token_flags(h.token) & kTokenH2Forbidden)) continue;
+    if (h.token == HeaderToken::kContentLength) {  // one, as write_response_head sends it
+      if (length_sent) continue;
+      length_sent = true;
+    }
+    std::string_view name = header_token_lower_name(h.token);
+    if (name.empty()) name = lowered(h.name);
+    nva[n++] = nv(name, h.value);
+  }
+  if (fwd) {
+    // Complete field lines, "Name: value\r\n" each (ours: well formed).
+    for (std::string_view rest = fwd->extra_fields; !rest.empty();) {
+      size_t eol = rest.find("\r\n");
+      std::string_view line = rest.substr(0, eol);
+      rest = eol == std::string_view::npos ? std::string_view() : rest.substr(eol + 2);
+      size_t colon = line.find(':');
+      if (colon == std::string_view::npos || n == nva.size()) continue;
+      std::string_view value = line.substr(colon + 1);
+      while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+      nva[n++] = nv(lowered(line.substr(0, colon)), value);
+    }
+    if (!fwd->cookie_name.empty() && n < nva.size()) {
+      size_t at = text.size();
+      text.append(fwd->cookie_name).append("=").append(fwd->cookie_value).append("; Path=/; HttpOnly");
+      nva[n++] = nv("set-cookie", std::string_view(text.data() + at, text.size() - at));
+    }
   }
   bool body = head.body != BodyKind::kNone && !(head.body == BodyKind::kContentLength && head.content_length == 0);
   if (!body) s.resp_end = true;
@@ -448,7 +482,7 @@ void H2Session::on_request_headers(H2Stream& s, bool end_stream) {
   s.fields.clear();
   s.req_method = s.method == "HEAD" ? Method::kHead : s.method == "CONNECT" ? Method::kConnect : Method::kGet;
   s.req_end = end_stream;
-  s.conn = start_stream_exchange(l_, make_stream_transport(&s), peer_, peer_ip_);
+  s.conn = start_stream_exchange(l_, &s, peer_, peer_ip_);
   poke(s.id, EPOLLIN | EPOLLOUT);
 }
 

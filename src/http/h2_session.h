@@ -21,6 +21,7 @@
 #include "core/socket.h"
 #include "core/transport.h"
 #include "http/chunked.h"
+#include "http/forward.h"
 #include "http/h1_parser.h"
 #include "protect/guard.h"
 
@@ -65,6 +66,12 @@ struct H2Stream {
 
 std::unique_ptr<Transport> make_stream_transport(H2Stream* s);
 
+// The exchange's final response head, straight from the backend's parsed head and what the proxy
+// adds to it (`fwd`), with no HTTP/1.1 text in between; the body then comes through the
+// transport as usual. False when it cannot go that way (the stream has response bytes already,
+// or is gone): the caller writes the head as HTTP/1.1 text instead, which the transport parses.
+bool submit_h2_head(H2Stream* s, const ResponseHead& head, const ResponseForward& fwd);
+
 // Streams come from a per-thread free list: a recycled stream keeps its strings' capacity, so a
 // connection's steady stream of requests allocates no stream state (STYLE 8).
 H2Stream* new_h2_stream();
@@ -92,7 +99,7 @@ class H2Session final : public IoHandler, public Deferred {
   void stream_released(H2Stream* s);
   void response_ready(H2Stream& s);  // a head parsed, or more data, or the end
   void reset_stream(H2Stream& s, uint32_t code);
-  void submit_response(H2Stream& s, const ResponseHead& head);
+  void submit_response(H2Stream& s, const ResponseHead& head, const ResponseForward* fwd = nullptr);
   void count_request() { ++streams_seen_; }
   void take_hold(protect::ConnHold hold) { hold_ = std::move(hold); }
 

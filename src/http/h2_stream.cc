@@ -185,4 +185,14 @@ void StreamTransport::shutdown_write() {
 
 std::unique_ptr<Transport> make_stream_transport(H2Stream* s) { return std::make_unique<StreamTransport>(s); }
 
+bool submit_h2_head(H2Stream* s, const ResponseHead& head, const ResponseForward& fwd) {
+  if (!s->session || s->closed || s->reset || s->head_done || !s->head.empty()) return false;
+  if (head.informational() || head.body == BodyKind::kTunnel) return false;  // the text path resets these
+  s->head_done = true;
+  s->body = head.body;
+  s->left = head.content_length;
+  s->session->submit_response(*s, head, &fwd);
+  return true;
+}
+
 }  // namespace fulcrum::http

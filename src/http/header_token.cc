@@ -105,6 +105,11 @@ std::string_view header_token_name(HeaderToken t) {
   return i < kHeaderTokenCount ? kTokens[i].name : std::string_view();
 }
 
+std::string_view header_token_lower_name(HeaderToken t) {
+  size_t i = static_cast<size_t>(t);
+  return i < kHeaderTokenCount ? std::string_view(kLowered[i].bytes.data(), kLowered[i].size) : std::string_view();
+}
+
 uint8_t header_token_flags(HeaderToken t) {
   size_t i = static_cast<size_t>(t);
   return i < kHeaderTokenCount ? kTokens[i].flags : 0;

@@ -96,6 +96,8 @@ HeaderToken lookup_header_token(std::string_view name);
 
 // Canonical spelling ("Content-Length"); empty for kUnknown.
 std::string_view header_token_name(HeaderToken t);
+// The name in lower case ("content-length"), as HTTP/2 sends it; empty for kUnknown.
+std::string_view header_token_lower_name(HeaderToken t);
 uint8_t header_token_flags(HeaderToken t);
 inline bool is_hop_by_hop(HeaderToken t) { return header_token_flags(t) & kTokenHopByHop; }
 

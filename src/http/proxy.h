@@ -66,6 +66,7 @@ struct HttpContext {
 class ClientConn;
 class ForwardProxy;
 class H2Session;
+struct H2Stream;
 
 class HttpListener final : public IoHandler {
  public:
@@ -90,8 +91,7 @@ class HttpListener final : public IoHandler {
  private:
   friend class ClientConn;
   friend class H2Session;
-  friend IoHandler* start_stream_exchange(HttpListener&, std::unique_ptr<Transport>, const SocketAddress&,
-                                          std::string_view);
+  friend IoHandler* start_stream_exchange(HttpListener&, H2Stream*, const SocketAddress&, std::string_view);
   friend void start_h2_session(HttpListener&, Fd, std::unique_ptr<Transport>, const SocketAddress&, std::string_view,
                                protect::ConnHold);
   HttpContext& ctx_;
@@ -116,9 +116,9 @@ class HttpListener final : public IoHandler {
 };
 
 // An exchange for one HTTP/2 stream (h2_session.cc): the same state machine as an HTTP/1.1
-// connection, reading and writing `tr`. Returned to be told of the stream's events; it frees
-// itself (and with it `tr`) when done.
-IoHandler* start_stream_exchange(HttpListener& l, std::unique_ptr<Transport> tr, const SocketAddress& peer,
-                                 std::string_view peer_ip);
+// connection, reading and writing the stream through its transport (make_stream_transport).
+// Returned to be told of the stream's events; it frees itself (and with it the transport) when
+// done.
+IoHandler* start_stream_exchange(HttpListener& l, H2Stream* s, const SocketAddress& peer, std::string_view peer_ip);
 
 }  // namespace fulcrum::http

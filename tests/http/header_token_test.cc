@@ -21,6 +21,7 @@ TEST(HeaderTokenTest, EveryTokenRoundTripsInAnyCase) {
     std::string_view name = header_token_name(t);
     ASSERT_FALSE(name.empty()) << i;
     EXPECT_EQ(lookup_header_token(name), t) << name;
+    EXPECT_EQ(header_token_lower_name(t), flip_case(name, false)) << name;
     EXPECT_EQ(lookup_header_token(flip_case(name, true)), t) << name;
     EXPECT_EQ(lookup_header_token(flip_case(name, false)), t) << name;
     // Near misses: one byte more, one byte less, one byte changed.
@@ -39,6 +40,7 @@ TEST(HeaderTokenTest, UnknownNames) {
   // '^' and '~' differ only in bit 0x20: lowercasing must not fold them together.
   EXPECT_EQ(lookup_header_token("Content~Length"), HeaderToken::kUnknown);
   EXPECT_EQ(header_token_name(HeaderToken::kUnknown), "");
+  EXPECT_EQ(header_token_lower_name(HeaderToken::kUnknown), "");
   EXPECT_EQ(header_token_flags(HeaderToken::kUnknown), 0);
 }
 

@@ -90,6 +90,45 @@ def test_h2_over_tls_and_h2c_share_the_http_path(fulcrum, backend, tmp_path):
     assert (status, version) == (200, "1.1")
 
 
+def h2_head(url, *args):
+    """The response head curl got over HTTP/2, as (name, value) pairs in order."""
+    r = subprocess.run(["curl", "-sk", "--max-time", "20", "--http2", "-D", "-", "-o", "/dev/null", *args, url],
+                       capture_output=True, check=True)
+    lines = r.stdout.decode("latin-1").split("\r\n")
+    assert lines[0].strip() == "HTTP/2 200", lines
+    return [tuple(line.split(": ", 1)) for line in lines[1:] if line]
+
+
+def test_forwarded_head_over_h2_with_sticky_cookie_and_cache(fulcrum, backend, tmp_path):
+    """The backend's head becomes HEADERS directly (no HTTP/1.1 text in between): names in lower
+    case, connection-specific fields and those Connection lists gone, one content-length, the
+    backend's Set-Cookies kept, and what the proxy adds (sticky cookie, X-Cache) present."""
+    cert = make_cert(str(tmp_path), "site", ["a.test"])
+    b = backend("http", "app1")
+    tls_port, plain_port = free_port(), free_port()
+    routes = [{"match": {"path_prefix": "/c/"}, "backend": "app", "cache": {"size": "1MiB"}}, {"backend": "app"}]
+    cfg = config(tls_port, plain_port, [cert], routes, [app_backend(b, sticky={"cookie": "S"})])
+    fulcrum(cfg)
+    for base in ("https://127.0.0.1:%d" % tls_port, "http://127.0.0.1:%d" % plain_port):
+        args = () if base.startswith("https") else ("--http2-prior-knowledge",)
+        for path, x_cache in (("/fields", None), ("/c/fields?" + base[:5], "MISS"), ("/c/fields?" + base[:5], "HIT")):
+            head = h2_head(base + path, *args)
+            names = [n for n, _ in head]
+            assert all(n == n.lower() for n in names), head
+            for gone in ("connection", "keep-alive", "x-private", "transfer-encoding"):
+                assert gone not in names, head
+            assert names.count("content-length") == 1 and dict(head)["content-length"] == "5"
+            assert dict(head)["content-type"] == "text/plain" and dict(head)["x-mixed-case-name"] == "v"
+            cookies = [v for n, v in head if n == "set-cookie"]
+            if x_cache != "HIT":  # a hit: the stored copy keeps no Set-Cookie, and no server was picked
+                assert "a=1" in cookies and "b=2" in cookies, head
+                assert any(c.startswith("S=") and c.endswith("; Path=/; HttpOnly") for c in cookies), head
+            if x_cache:
+                assert dict(head).get("x-cache", "").startswith(x_cache), head
+            else:
+                assert "x-cache" not in names, head
+
+
 def h2load(url, *args):
     r = subprocess.run(["h2load", *args, url], capture_output=True, text=True, timeout=300)
     return r.stdout

@@ -423,6 +423,16 @@ class Server:
         elif path == "/early-hints":
             conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
             self.respond(conn, 200, name_body, close, head_only)
+        elif path.endswith("/fields"):
+            # A head as some servers write it: odd-cased names, a field its Connection lists,
+            # Keep-Alive, two Set-Cookie and a repeated (equal) Content-Length.
+            body = name_body
+            head = ("HTTP/1.1 200 OK\r\nCONTENT-type: text/plain\r\nContent-Length: %d\r\n"
+                    "content-length: %d\r\nX-Backend: %s\r\nConnection: keep-alive, X-Private\r\n"
+                    "X-Private: secret\r\nKeep-Alive: timeout=5\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"
+                    "Cache-Control: public, max-age=60\r\nX-Mixed-Case-Name: v\r\n\r\n"
+                    % (len(body), len(body), self.name))
+            conn.sendall(head.encode() + (b"" if head_only else body))
         elif path == "/login" and method == "POST":
             sid = os.urandom(8).hex()
             with self.lock:
