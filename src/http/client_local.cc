@@ -18,7 +18,7 @@ void ClientConn::send_local(int status, bool close_after, std::string_view extra
   if (close_after) keep_alive_ = false;
   // out_ may still hold an interim response: this one follows it.
   if (!write_local_response(out_, status, !keep_alive_, method_ == Method::kHead, extra)) return close("no buffer");
-  if (l_.metrics_) l_.metrics_->local_response(x_, status, out_.size(), peer_, Clock::now());
+  if (l_.metrics_) l_.metrics_->local_response(x_, status, out_.size(), peer_, ctx_.loop.now());
   set_state(keep_alive_ ? State::kLocal : State::kClosing);
 }
 
@@ -87,7 +87,7 @@ bool ClientConn::step_flush() {
   if (static_pending_) {
     static_pending_ = false;
     file_ = {};
-    if (l_.metrics_) l_.metrics_->end_http(x_, peer_, Clock::now());
+    if (l_.metrics_) l_.metrics_->end_http(x_, peer_, ctx_.loop.now());
   }
   if (state_ == State::kClosing) {
     // Half-close: the client reads the whole response, then sees the end.
@@ -140,7 +140,7 @@ void ClientConn::close(const char* why) {
   }
   release_upstream(false);
   if (l_.metrics_) {
-    l_.metrics_->end_http(x_, peer_, Clock::now());  // a request cut short: logged as 499
+    l_.metrics_->end_http(x_, peer_, ctx_.loop.now());  // a request cut short: logged as 499
     if (!stream_ && !handed_off_) l_.metrics_->on_close();  // the session counts its own
   }
   tr_.reset();  // before the socket it writes to (an HTTP/2 stream's may free the stream)

@@ -56,7 +56,7 @@ void ClientConn::connect_upstream(upstream::Server* server) {
 void ClientConn::begin_exchange() {
   up_->connected = true;
   up_->writable = true;
-  sent_at_ = Clock::now();
+  sent_at_ = ctx_.loop.now();
   if (connect_tunnel_) {  // RFC 9110 9.3.6: 2xx, then the connection is a tunnel
     connect_tunnel_ = false;
     req_head_.clear();
@@ -188,7 +188,7 @@ bool ClientConn::step_exchange() {
   release_upstream(false);
   server_->end();
   server_ = nullptr;
-  if (l_.metrics_) l_.metrics_->end_http(x_, peer_, Clock::now());
+  if (l_.metrics_) l_.metrics_->end_http(x_, peer_, ctx_.loop.now());
   set_state(State::kClosing);
   return true;
 }
@@ -287,7 +287,7 @@ bool ClientConn::on_response_head(const ResponseHead& head, size_t head_len) {
   if (head.status == 101 && !tunnel_) return bad_response("101 to a request without Upgrade"), true;
   // Codings other than chunked cannot be undone for a 1.0 client (RFC 9112 6.1).
   if (head.other_transfer_codings && client_http10_) return bad_response("transfer coding for HTTP/1.0"), true;
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - sent_at_).count();
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(ctx_.loop.now() - sent_at_).count();
   server_->record_time_us(static_cast<uint32_t>(std::min<long long>(us, 0xffffffffLL)));
   server_->report_outcome(true);
   resp_head_done_ = true;
@@ -412,7 +412,7 @@ void ClientConn::finish_exchange() {
   server_->end();
   server_ = nullptr;
   req_head_.release();
-  if (l_.metrics_) l_.metrics_->end_http(x_, peer_, Clock::now());
+  if (l_.metrics_) l_.metrics_->end_http(x_, peer_, ctx_.loop.now());
   // A client that half-closed after its last request still gets answers to all it sent.
   if (!keep_alive_ || (read_eof_ && in_.empty())) return set_state(State::kClosing);
   set_state(cache_.sending() ? State::kLocal : State::kIdle);  // a revalidated entry's body is still to go

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "core/ascii.h"
 #include "core/intrusive_list.h"
@@ -41,7 +42,7 @@ struct H2Callbacks {
     auto* s = new_h2_stream();
     s->session = self;
     s->id = f->hd.stream_id;
-    self->streams_[s->id] = s;
+    self->add_stream(s);
     nghttp2_session_set_stream_user_data(ng, s->id, s);
     return 0;
   }
@@ -88,7 +89,7 @@ struct H2Callbacks {
     if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && end && !s->req_end) {
       if (s->chunked) s->req += "0\r\n\r\n";
       s->req_end = true;
-      self->poke(s->id, EPOLLIN);
+      self->poke(s, EPOLLIN);
     }
     return 0;
   }
@@ -108,21 +109,19 @@ struct H2Callbacks {
     s->req.append(reinterpret_cast<const char*>(data), len);
     if (s->chunked) s->req += "\r\n";
     s->unconsumed += len;
-    self->poke(id, EPOLLIN);
+    self->poke(s, EPOLLIN);
     return 0;
   }
 
-  static int stream_close(nghttp2_session*, int32_t id, uint32_t, void* ud) {
+  static int stream_close(nghttp2_session* ng, int32_t id, uint32_t, void* ud) {
     auto* self = static_cast<H2Session*>(ud);
-    auto it = self->streams_.find(id);
-    if (it == self->streams_.end()) return 0;
-    H2Stream* s = it->second;
+    H2Stream* s = stream_of(ng, id);  // still there while this runs
+    if (!s) return 0;
     s->closed = true;
     if (s->conn_gone || !s->conn) {  // done, or never got as far as an exchange
-      self->streams_.erase(it);
-      free_h2_stream(s);
+      self->drop_stream(s);
     } else {
-      self->poke(id, EPOLLIN | EPOLLOUT | EPOLLHUP);  // the exchange learns on its next read or write
+      self->poke(s, EPOLLIN | EPOLLOUT | EPOLLHUP);  // the exchange learns on its next read or write
     }
     return 0;
   }
@@ -145,7 +144,7 @@ struct H2Callbacks {
     if (s->resp_end && s->data.empty()) *flags |= NGHTTP2_DATA_FLAG_EOF;
     if (s->deferred_writer && s->session) {  // room again for the exchange's writes
       s->deferred_writer = false;
-      s->session->poke(s->id, EPOLLOUT);
+      s->session->poke(s, EPOLLOUT);
     }
     return static_cast<ssize_t>(n);
   }
@@ -171,21 +170,34 @@ H2Stream* new_h2_stream() {
   return s;
 }
 
+void H2Stream::reset_for_reuse() {
+  for (std::string* str : {&method, &path, &authority, &fields, &cookie, &req, &head, &data}) {
+    if (str->capacity() > 16 * 1024) std::string().swap(*str);  // a big body's buffer goes back
+    else str->clear();
+  }
+  session = nullptr;
+  id = 0;
+  conn = nullptr;
+  conn_gone = closed = false;
+  has_host = has_length = chunked = false;
+  req_off = unconsumed = 0;
+  req_end = false;
+  req_method = Method::kGet;
+  head_done = false;
+  body = BodyKind::kNone;
+  left = 0;
+  chunks = ChunkedDecoder();
+  data_off = 0;
+  resp_end = deferred = deferred_writer = submitted = reset = false;
+  prev_ = next_ = nullptr;
+}
+
 void free_h2_stream(H2Stream* s) {
   if (t_streams.free.size() >= StreamPool::kMax) {
     delete s;
     return;
   }
-  // A fresh stream, but with the strings' buffers of the old one.
-  std::string* keep[] = {&s->method, &s->path, &s->authority, &s->fields, &s->cookie, &s->req, &s->head, &s->data};
-  std::string saved[std::size(keep)];
-  for (size_t i = 0; i < std::size(keep); ++i) {
-    saved[i].swap(*keep[i]);
-    saved[i].clear();
-    if (saved[i].capacity() > 16 * 1024) std::string().swap(saved[i]);  // a big body's buffer goes back
-  }
-  *s = H2Stream();
-  for (size_t i = 0; i < std::size(keep); ++i) keep[i]->swap(saved[i]);
+  s->reset_for_reuse();
   t_streams.free.push_back(s);
 }
 
@@ -204,7 +216,7 @@ H2Session::H2Session(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, cons
       peer_(peer),
       timer_(l.ctx_.loop,
              [this] {
-               if (!streams_.empty()) return timer_.arm(l_.idle_timeout_);
+               if (stream_count_ != 0) return timer_.arm(l_.idle_timeout_);
                close("idle timeout");
              }),
       flush_(l.ctx_.loop, [this] { drive(); }) {
@@ -276,7 +288,7 @@ void H2Session::drive() {
         return close("protocol error");
       }
       if (static_cast<size_t>(n) < sizeof(buf) && !hup_ && tr_->short_read_drains()) readable_ = false;
-      if (streams_.empty()) timer_.arm(l_.idle_timeout_);
+      if (stream_count_ == 0) timer_.arm(l_.idle_timeout_);
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -299,7 +311,7 @@ void H2Session::drive() {
   if (!pokes_.empty()) flush_.arm(Millis(0));  // the rest next turn, after other connections
   if (!nghttp2_session_want_read(ng_) && !nghttp2_session_want_write(ng_) && out_off_ == out_.size())
     return close("done");
-  if (goaway_ && streams_.empty() && out_off_ == out_.size()) return close("stopped");
+  if (goaway_ && stream_count_ == 0 && out_off_ == out_.size()) return close("stopped");
 }
 
 // Frames out, as much as the socket takes; false if the session closed.
@@ -331,18 +343,33 @@ bool H2Session::flush() {
   }
 }
 
-void H2Session::poke(int32_t id, uint32_t events) { pokes_.emplace_back(id, events); }
+void H2Session::poke(H2Stream* s, uint32_t events) { pokes_.emplace_back(s, events); }
 
 void H2Session::run_pokes() {
   if (pokes_.empty()) return;
-  std::vector<std::pair<int32_t, uint32_t>>& now = pokes_running_;  // kept: no allocation per round
+  std::vector<std::pair<H2Stream*, uint32_t>>& now = pokes_running_;  // kept: no allocation per round
   now.clear();
   now.swap(pokes_);
-  for (auto [id, events] : now) {
-    auto it = streams_.find(id);
-    if (it == streams_.end() || !it->second->conn) continue;
-    it->second->conn->on_io(events);  // may free the stream (the exchange closed)
+  for (size_t i = 0; i < now.size(); ++i) {
+    auto [s, events] = now[i];
+    if (!s || !s->conn) continue;  // gone since (drop_stream nulled it), or no exchange
+    s->conn->on_io(events);  // may free this stream or others (the exchange closed)
   }
+  now.clear();
+}
+
+void H2Session::add_stream(H2Stream* s) {
+  ilist::push_front(streams_, s);
+  ++stream_count_;
+}
+
+void H2Session::drop_stream(H2Stream* s) {
+  for (auto* list : {&pokes_, &pokes_running_})
+    for (auto& p : *list)
+      if (p.first == s) p.first = nullptr;
+  ilist::unlink(streams_, s);
+  --stream_count_;
+  free_h2_stream(s);
 }
 
 void H2Session::schedule_flush() {
@@ -362,10 +389,7 @@ void H2Session::stream_released(H2Stream* s) {
     nghttp2_session_consume(ng_, s->id, s->unconsumed);
     s->unconsumed = 0;
   }
-  if (s->closed) {
-    streams_.erase(s->id);
-    free_h2_stream(s);
-  }
+  if (s->closed) drop_stream(s);
   schedule_flush();
 }
 
@@ -483,7 +507,7 @@ void H2Session::on_request_headers(H2Stream& s, bool end_stream) {
   s.req_method = s.method == "HEAD" ? Method::kHead : s.method == "CONNECT" ? Method::kConnect : Method::kGet;
   s.req_end = end_stream;
   s.conn = start_stream_exchange(l_, &s, peer_, peer_ip_);
-  poke(s.id, EPOLLIN | EPOLLOUT);
+  poke(&s, EPOLLIN | EPOLLOUT);
 }
 
 void H2Session::on_stop() {
@@ -500,10 +524,12 @@ void H2Session::close(const char* why) {
   FULCRUM_LOG(kDebug, "http/2 connection %s closed: %s", peer_.to_string().c_str(), why);
   timer_.cancel();
   flush_.cancel();
-  std::vector<H2Stream*> streams;
-  for (auto& [id, s] : streams_) streams.push_back(s);
-  streams_.clear();
-  for (H2Stream* s : streams) {
+  pokes_.clear();
+  pokes_running_.clear();
+  H2Stream* next = nullptr;
+  for (H2Stream* s = std::exchange(streams_, nullptr); s; s = next) {
+    next = s->next_;
+    s->prev_ = s->next_ = nullptr;
     s->session = nullptr;
     s->closed = true;
     if (s->conn_gone || !s->conn) {

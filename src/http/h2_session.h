@@ -13,7 +13,6 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "core/event_loop.h"
@@ -62,6 +61,12 @@ struct H2Stream {
   bool deferred_writer = false;  // ClientConn was told EAGAIN: tell it when there is room
   bool submitted = false;
   bool reset = false;     // we reset it
+
+  H2Stream* prev_ = nullptr;  // the session's streams (ilist)
+  H2Stream* next_ = nullptr;
+
+  // Back to a fresh stream, keeping the strings' buffers (small ones: a big body's goes back).
+  void reset_for_reuse();
 };
 
 std::unique_ptr<Transport> make_stream_transport(H2Stream* s);
@@ -93,7 +98,7 @@ class H2Session final : public IoHandler, public Deferred {
   void close(const char* why);
 
   // For streams.
-  void poke(int32_t id, uint32_t events);
+  void poke(H2Stream* s, uint32_t events);
   void schedule_flush();
   void consumed(H2Stream& s, size_t n);
   void stream_released(H2Stream* s);
@@ -112,6 +117,9 @@ class H2Session final : public IoHandler, public Deferred {
   bool flush();
   void run_pokes();
   void on_request_headers(H2Stream& s, bool end_stream);
+  void add_stream(H2Stream* s);
+  // Unlinks and frees `s`; pokes still queued for it are dropped.
+  void drop_stream(H2Stream* s);
 
   HttpListener& l_;
   Fd fd_;
@@ -120,9 +128,11 @@ class H2Session final : public IoHandler, public Deferred {
   char peer_ip_[INET6_ADDRSTRLEN] = {};  // once per connection, for every stream's exchange
   protect::ConnHold hold_;
   nghttp2_session* ng_ = nullptr;
-  std::unordered_map<int32_t, H2Stream*> streams_;
-  std::vector<std::pair<int32_t, uint32_t>> pokes_;  // exchanges to tell of stream events, after nghttp2 returns
-  std::vector<std::pair<int32_t, uint32_t>> pokes_running_;
+  H2Stream* streams_ = nullptr;  // every stream we hold (ilist): nghttp2's, and those whose exchange lingers
+  size_t stream_count_ = 0;
+  // Exchanges to tell of stream events, after nghttp2 returns; an entry is nulled when its stream goes.
+  std::vector<std::pair<H2Stream*, uint32_t>> pokes_;
+  std::vector<std::pair<H2Stream*, uint32_t>> pokes_running_;
   std::string out_;  // frames not yet written
   size_t out_off_ = 0;
   Timer timer_;

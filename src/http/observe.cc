@@ -5,9 +5,10 @@
 
 namespace fulcrum::http {
 
-void observe_request(metrics::ListenerMetrics* m, metrics::Exchange& x, const RequestHead& head) {
+void observe_request(metrics::ListenerMetrics* m, metrics::Exchange& x, const RequestHead& head,
+                     std::chrono::steady_clock::time_point now) {
   if (m == nullptr) return;
-  m->begin(x, std::chrono::steady_clock::now());
+  m->begin(x, now);
   if (!m->logging()) return;
   std::string_view referer, agent;
   for (const Header& h : head.headers) {

@@ -8,6 +8,8 @@ namespace fulcrum::http {
 
 // Starts counting an exchange at a parsed request head; with an access log, also keeps the words
 // the log line needs (method, target, version, Referer, User-Agent). No-op without metrics.
-void observe_request(metrics::ListenerMetrics* m, metrics::Exchange& x, const RequestHead& head);
+// `now`: the worker loop's time of this turn (durations in the log are turn-grained, as nginx's).
+void observe_request(metrics::ListenerMetrics* m, metrics::Exchange& x, const RequestHead& head,
+                     std::chrono::steady_clock::time_point now);
 
 }  // namespace fulcrum::http

@@ -270,7 +270,7 @@ bool ClientConn::step_head() {
 
 void ClientConn::on_request(const RequestHead& head, size_t head_len) {
   fresh_ = false;
-  observe_request(l_.metrics_, x_, head);
+  observe_request(l_.metrics_, x_, head, ctx_.loop.now());
   x_.http2 = stream_;
   method_ = head.method;
   client_http10_ = head.version == Version::kHttp10;
