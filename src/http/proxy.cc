@@ -51,7 +51,12 @@ ClientConn::~ClientConn() {
 }
 
 void ClientConn::start() {
-  if (stream_) return set_state(State::kIdle);
+  if (stream_) {
+    // No idle timer: the stream's request head is whole already and the session pokes the
+    // exchange in this turn, which moves it to kHead (header_timeout) at once.
+    state_ = State::kIdle;
+    return;
+  }
   set_nodelay(fd_.get());
   if (!ctx_.loop.add(fd_.get(), this)) return close("epoll");
   set_state(State::kIdle);

@@ -13,7 +13,7 @@ namespace fulcrum::http {
 
 UpstreamConn::UpstreamConn(UpstreamPool& pool, upstream::Server* s, Fd f)
     : fd(std::move(f)), server(s), in(pool.buffers()), pool_(pool), idle_timer_(pool.loop(), [this] {
-        pool_.drop_idle(this);
+        if (pooled) pool_.drop_idle(this);  // else in use: the timer is armed again when it returns
       }) {}
 
 UpstreamConn::~UpstreamConn() = default;
@@ -51,7 +51,10 @@ UpstreamConn* UpstreamPool::take(upstream::Server* server) {
   if (it == idle_.end() || it->second.empty()) return nullptr;
   UpstreamConn* c = it->second.back();  // the most recently used: likeliest to be alive
   it->second.pop_back();
-  c->idle_timer_.cancel();
+  // The idle timer stays armed: put() moves its deadline later, which costs nothing (the loop's
+  // heap re-files a timer only when its old key comes due), where a cancel and a new arm for
+  // each request were two heap operations.
+  c->pooled = false;
   c->reused = true;
   return c;
 }
@@ -94,10 +97,12 @@ void UpstreamPool::put(UpstreamConn* c) {
   auto& list = idle_[c->server];
   if (list.size() >= max_idle_ || c->server->health() == upstream::Health::kDown) return close(c);
   list.push_back(c);
+  c->pooled = true;
   c->idle_timer_.arm(idle_timeout_);
 }
 
 void UpstreamPool::drop_idle(UpstreamConn* c) {
+  c->pooled = false;
   auto& list = idle_[c->server];
   auto it = std::find(list.begin(), list.end(), c);
   if (it != list.end()) list.erase(it);

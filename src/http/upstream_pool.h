@@ -46,6 +46,7 @@ class UpstreamConn final : public IoHandler, public Deferred {
   bool connected = false;
   bool reused = false;  // came from the pool: a failure before any byte may be a stale close
   bool closed = false;  // given to close(): events still queued in this loop turn are ignored
+  bool pooled = false;  // idle in the pool (its idle timer counts only then)
 
  private:
   friend class UpstreamPool;
