@@ -92,7 +92,9 @@ bool ClientConn::step_flush() {
   if (state_ == State::kClosing) {
     // Half-close: the client reads the whole response, then sees the end.
     tr_->shutdown_write();
-    if (read_eof_) return close("done"), false;
+    // No lingering on an HTTP/2 stream: its response ended with END_STREAM, and request DATA
+    // that still comes is given back to the flow-control windows once the exchange is gone.
+    if (read_eof_ || stream_) return close("done"), false;
     set_state(State::kLinger);
     return true;
   }
