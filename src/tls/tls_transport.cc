@@ -24,6 +24,7 @@ Result<std::shared_ptr<const ClientContext>> ClientContext::build(const config::
   SSL_CTX_set_min_proto_version(x, TLS1_2_VERSION);
   SSL_CTX_set_options(x, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_mode(x, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_read_ahead(x, 1);  // as the server side (server_context.cc): one read(2) for several records
   if (spec.verify) {
     SSL_CTX_set_verify(x, SSL_VERIFY_PEER, nullptr);
     if (!spec.ca.empty()) {
