@@ -13,6 +13,7 @@
 #include "core/ascii.h"
 #include "core/intrusive_list.h"
 #include "core/log.h"
+#include "http/h2_memory.h"
 #include "http/proxy.h"
 
 namespace fulcrum::http {
@@ -243,7 +244,7 @@ H2Session::H2Session(HttpListener& l, Fd fd, std::unique_ptr<Transport> tr, cons
     }
   };
   static thread_local Setup setup;
-  nghttp2_session_server_new2(&ng_, setup.cb, this, setup.opt);
+  nghttp2_session_server_new3(&ng_, setup.cb, this, setup.opt, h2_thread_memory());
 }
 
 H2Session::~H2Session() {

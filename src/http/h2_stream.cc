@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/free_list.h"
 #include "http/h2_session.h"
 
 namespace fulcrum::http {
@@ -21,6 +22,8 @@ class StreamTransport final : public Transport {
  public:
   explicit StreamTransport(H2Stream* s) : s_(s) {}
   ~StreamTransport() override;
+  static void* operator new(size_t n) { return FreeList<StreamTransport>::allocate(n); }  // one per stream
+  static void operator delete(void* p, size_t n) { FreeList<StreamTransport>::release(p, n); }
   ssize_t read(char* buf, size_t n) override;
   ssize_t write2(std::string_view a, std::string_view b, bool more = false) override;
   ssize_t send_file(int file, uint64_t offset, size_t n) override;
