@@ -213,6 +213,13 @@ class RuntimeImpl final : public Runtime {
                             .to_string()};
     }
     size_t n = cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
+    // Each listener's connections are spread evenly over its copies (core/conn_spread.h).
+    std::vector<std::shared_ptr<ConnSpread<http::HttpListener>>> http_spread(cfg.listeners.size());
+    std::vector<std::shared_ptr<ConnSpread<l4::TcpListener>>> tcp_spread(cfg.listeners.size());
+    for (size_t li = 0; li < cfg.listeners.size() && n > 1; ++li) {
+      http_spread[li] = std::make_shared<ConnSpread<http::HttpListener>>(n);
+      tcp_spread[li] = std::make_shared<ConnSpread<l4::TcpListener>>(n);
+    }
     std::vector<std::unique_ptr<Worker>> workers;
     for (size_t i = 0; i < n; ++i) {
       auto w = std::make_unique<Worker>(i);
@@ -241,6 +248,7 @@ class RuntimeImpl final : public Runtime {
           w->http.back()->set_metrics(w->metrics->add_listener(layouts[li], w->log_sink.get()));
           w->http.back()->set_caches(caches[li]);
           w->http.back()->set_guard(guards[li]);
+          if (http_spread[li]) w->http.back()->set_spread(http_spread[li], i);
           continue;
         }
         size_t bi = backend_index(l.backend);
@@ -248,6 +256,7 @@ class RuntimeImpl final : public Runtime {
                                                            *w->pickers[bi], std::move(*fd)));
         w->tcp.back()->set_metrics(w->metrics->add_listener(layouts[li], w->log_sink.get()));
         w->tcp.back()->set_guard(guards[li]);
+        if (tcp_spread[li]) w->tcp.back()->set_spread(tcp_spread[li], i);
       }
       workers.push_back(std::move(w));
     }

@@ -145,6 +145,7 @@ void ClientConn::close(const char* why) {
     l_.metrics_->end_http(x_, peer_, ctx_.loop.now());  // a request cut short: logged as 499
     if (!stream_ && !handed_off_) l_.metrics_->on_close();  // the session counts its own
   }
+  if (!stream_ && !handed_off_) l_.connection_ended();
   tr_.reset();  // before the socket it writes to (an HTTP/2 stream's may free the stream)
   h2_ = nullptr;
   fd_.reset();

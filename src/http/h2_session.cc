@@ -544,6 +544,7 @@ void H2Session::close(const char* why) {
   fd_.reset();
   ilist::unlink(l_.h2_first_, this);
   if (l_.metrics_) l_.metrics_->on_close();
+  l_.connection_ended();
   l_.connections_.fetch_sub(1, std::memory_order_relaxed);
   l_.ctx_.loop.defer_delete(this);
 }

@@ -464,24 +464,44 @@ void HttpListener::on_io(uint32_t) {
       protect::refuse_connection(c);
       continue;
     }
-    std::unique_ptr<Transport> tr;
-    if (tls_) {
-      SSL* ssl = tls_->new_ssl(c);
-      if (!ssl) {
-        ::close(c);
-        continue;
-      }
-      tr = std::make_unique<tls::TlsTransport>(ssl, true);
-    } else {
-      tr = std::make_unique<SocketTransport>(c);
+    size_t to = spread_ ? spread_->pick(worker_) : worker_;
+    if (to == worker_) {
+      adopt(c, peer, std::move(hold));
+      continue;
     }
-    auto* conn = new ClientConn(*this, Fd(c), std::move(tr), peer);
-    conn->hold_ = std::move(hold);
-    ilist::push_front(first_, conn);
-    connections_.fetch_add(1, std::memory_order_relaxed);
-    if (metrics_) metrics_->on_accept();
-    conn->start();
+    // Another worker's copy holds fewer: it takes the connection (a task on its loop; should
+    // that loop never run it again, the descriptor closes with the task).
+    struct Handoff {
+      Fd fd;
+      SocketAddress peer;
+      protect::ConnHold hold;
+    };
+    auto h = std::make_shared<Handoff>(Handoff{Fd(c), peer, std::move(hold)});
+    HttpListener* target = spread_->listener(to);
+    target->connections_.fetch_add(1, std::memory_order_relaxed);
+    spread_->loop(to).post([target, h] { target->adopt(h->fd.release(), h->peer, std::move(h->hold), true); });
   }
+}
+
+void HttpListener::adopt(int c, const SocketAddress& peer, protect::ConnHold hold, bool counted) {
+  std::unique_ptr<Transport> tr;
+  if (tls_) {
+    SSL* ssl = tls_->new_ssl(c);
+    if (!ssl) {
+      ::close(c);
+      if (counted) connections_.fetch_sub(1, std::memory_order_relaxed);
+      return connection_ended();
+    }
+    tr = std::make_unique<tls::TlsTransport>(ssl, true);
+  } else {
+    tr = std::make_unique<SocketTransport>(c);
+  }
+  auto* conn = new ClientConn(*this, Fd(c), std::move(tr), peer);
+  conn->hold_ = std::move(hold);
+  ilist::push_front(first_, conn);
+  if (!counted) connections_.fetch_add(1, std::memory_order_relaxed);
+  if (metrics_) metrics_->on_accept();
+  conn->start();
 }
 
 void HttpListener::stop_accepting() {

@@ -13,6 +13,7 @@
 
 #include "config/config.h"
 #include "core/buffer.h"
+#include "core/conn_spread.h"
 #include "core/event_loop.h"
 #include "core/fd.h"
 #include "core/transport.h"
@@ -87,6 +88,14 @@ class HttpListener final : public IoHandler {
   void set_tls(std::shared_ptr<const tls::ServerContext> tls) { tls_ = std::move(tls); }
   // The listener's protect limits and rules (shared by its copies on every worker); null: none.
   void set_guard(std::shared_ptr<const protect::Guard> g) { guard_ = std::move(g); }
+  // The copies of this listener on every worker, among which connections are spread evenly
+  // (core/conn_spread.h); this one is worker `worker`'s. Before the first accept; none: each
+  // keeps what its socket accepts.
+  void set_spread(std::shared_ptr<ConnSpread<HttpListener>> spread, size_t worker) {
+    spread_ = std::move(spread);
+    worker_ = worker;
+    spread_->join(worker, this, &ctx_.loop);
+  }
 
  private:
   friend class ClientConn;
@@ -94,6 +103,14 @@ class HttpListener final : public IoHandler {
   friend IoHandler* start_stream_exchange(HttpListener&, H2Stream*, const SocketAddress&, std::string_view);
   friend void start_h2_session(HttpListener&, Fd, std::unique_ptr<Transport>, const SocketAddress&, std::string_view,
                                protect::ConnHold);
+  // A client connection accepted here, or handed over by another worker's copy (spread_), which
+  // counted it in connections_ already (`counted`): a reload waiting for this copy to drain
+  // must not miss a connection still on its way.
+  void adopt(int fd, const SocketAddress& peer, protect::ConnHold hold, bool counted = false);
+  // A client connection (not a stream) has ended: one fewer in this copy's share.
+  void connection_ended() {
+    if (spread_) spread_->closed(worker_);
+  }
   HttpContext& ctx_;
   const config::Config& cfg_;
   const config::Listener& spec_;
@@ -113,6 +130,8 @@ class HttpListener final : public IoHandler {
   std::shared_ptr<const protect::Guard> guard_;
   ClientConn* first_ = nullptr;
   H2Session* h2_first_ = nullptr;
+  std::shared_ptr<ConnSpread<HttpListener>> spread_;
+  size_t worker_ = 0;
 };
 
 // An exchange for one HTTP/2 stream (h2_session.cc): the same state machine as an HTTP/1.1

@@ -127,13 +127,31 @@ void TcpListener::on_io(uint32_t) {
       protect::refuse_connection(c);
       continue;
     }
-    auto* s = new TcpSession(*this, Fd(c), peer);
-    s->hold_ = std::move(hold);
-    ilist::push_front(first_, s);
-    sessions_.fetch_add(1, std::memory_order_relaxed);
-    if (metrics_) metrics_->on_accept();
-    s->start();
+    size_t to = spread_ ? spread_->pick(worker_) : worker_;
+    if (to == worker_) {
+      adopt(c, peer, std::move(hold));
+      continue;
+    }
+    // Another worker's copy holds fewer: it takes the connection (see http/proxy.cc).
+    struct Handoff {
+      Fd fd;
+      SocketAddress peer;
+      protect::ConnHold hold;
+    };
+    auto h = std::make_shared<Handoff>(Handoff{Fd(c), peer, std::move(hold)});
+    TcpListener* target = spread_->listener(to);
+    target->sessions_.fetch_add(1, std::memory_order_relaxed);
+    spread_->loop(to).post([target, h] { target->adopt(h->fd.release(), h->peer, std::move(h->hold), true); });
   }
+}
+
+void TcpListener::adopt(int c, const SocketAddress& peer, protect::ConnHold hold, bool counted) {
+  auto* s = new TcpSession(*this, Fd(c), peer);
+  s->hold_ = std::move(hold);
+  ilist::push_front(first_, s);
+  if (!counted) sessions_.fetch_add(1, std::memory_order_relaxed);
+  if (metrics_) metrics_->on_accept();
+  s->start();
 }
 
 void TcpListener::resume_accepting() {
@@ -378,6 +396,7 @@ void TcpSession::close(const char* why) {
   client_.fd.reset();
   upstream_.fd.reset();
   ilist::unlink(listener_.first_, this);
+  if (listener_.spread_) listener_.spread_->closed(listener_.worker_);
   listener_.sessions_.fetch_sub(1, std::memory_order_relaxed);
   listener_.loop_.defer_delete(this);
 }

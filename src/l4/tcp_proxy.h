@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "config/config.h"
+#include "core/conn_spread.h"
 #include "core/event_loop.h"
 #include "core/fd.h"
 #include "core/pipe_pool.h"
@@ -16,6 +17,7 @@
 
 namespace fulcrum::protect {
 class Guard;
+class ConnHold;
 }
 
 namespace fulcrum::l4 {
@@ -37,10 +39,20 @@ class TcpListener final : public IoHandler {
   void set_metrics(metrics::ListenerMetrics* m) { metrics_ = m; }
   // protect: allow/deny, rate and max_conns_per_client at accept (shared by every worker); null: none.
   void set_guard(std::shared_ptr<const protect::Guard> g) { guard_ = std::move(g); }
+  // The copies of this listener on every worker, among which connections are spread evenly
+  // (core/conn_spread.h); this one is worker `worker`'s. Before the first accept.
+  void set_spread(std::shared_ptr<ConnSpread<TcpListener>> spread, size_t worker) {
+    spread_ = std::move(spread);
+    worker_ = worker;
+    spread_->join(worker, this, &loop_);
+  }
 
  private:
   friend class TcpSession;
   void resume_accepting();
+  // A connection accepted here, or handed over by another worker's copy (spread_), which counted
+  // it in sessions_ already (`counted`), so that a drain does not miss it on its way.
+  void adopt(int fd, const SocketAddress& peer, protect::ConnHold hold, bool counted = false);
 
   EventLoop& loop_;
   PipePool& pipes_;
@@ -54,6 +66,8 @@ class TcpListener final : public IoHandler {
   metrics::ListenerMetrics* metrics_ = nullptr;
   std::shared_ptr<const protect::Guard> guard_;
   TcpSession* first_ = nullptr;  // live sessions, closed when the listener goes
+  std::shared_ptr<ConnSpread<TcpListener>> spread_;
+  size_t worker_ = 0;
 };
 
 }  // namespace fulcrum::l4
