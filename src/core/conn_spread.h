@@ -49,6 +49,16 @@ class ConnSpread {
   L* listener(size_t i) const { return members_[i].listener; }
   EventLoop& loop(size_t i) const { return *members_[i].loop; }
 
+  // Gives `item` to worker `to`'s copy: `listener(to)->adopt(std::move(item), true)` runs on that
+  // worker's loop (`true`: the caller counted it there already). Should the loop never run the
+  // task, `item` is destroyed with it (a socket in it closes).
+  template <class T>
+  void hand_over(size_t to, T item) {
+    auto box = std::make_shared<T>(std::move(item));
+    L* target = members_[to].listener;
+    members_[to].loop->post([target, box] { target->adopt(std::move(*box), true); });
+  }
+
  private:
   struct alignas(64) Member {  // a cache line each: workers count their own without contention
     std::atomic<int64_t> conns{0};

@@ -464,31 +464,25 @@ void HttpListener::on_io(uint32_t) {
       protect::refuse_connection(c);
       continue;
     }
+    protect::Accepted a{Fd(c), peer, std::move(hold)};
     size_t to = spread_ ? spread_->pick(worker_) : worker_;
     if (to == worker_) {
-      adopt(c, peer, std::move(hold));
+      adopt(std::move(a), false);
       continue;
     }
-    // Another worker's copy holds fewer: it takes the connection (a task on its loop; should
-    // that loop never run it again, the descriptor closes with the task).
-    struct Handoff {
-      Fd fd;
-      SocketAddress peer;
-      protect::ConnHold hold;
-    };
-    auto h = std::make_shared<Handoff>(Handoff{Fd(c), peer, std::move(hold)});
-    HttpListener* target = spread_->listener(to);
-    target->connections_.fetch_add(1, std::memory_order_relaxed);
-    spread_->loop(to).post([target, h] { target->adopt(h->fd.release(), h->peer, std::move(h->hold), true); });
+    // Another worker's copy holds clearly fewer: it takes the connection, counted as its own
+    // from now on (a reload waiting for that copy to drain must not miss one on its way).
+    spread_->listener(to)->connections_.fetch_add(1, std::memory_order_relaxed);
+    spread_->hand_over(to, std::move(a));
   }
 }
 
-void HttpListener::adopt(int c, const SocketAddress& peer, protect::ConnHold hold, bool counted) {
+void HttpListener::adopt(protect::Accepted a, bool counted) {
+  int c = a.fd.get();
   std::unique_ptr<Transport> tr;
   if (tls_) {
     SSL* ssl = tls_->new_ssl(c);
-    if (!ssl) {
-      ::close(c);
+    if (!ssl) {  // the socket closes with `a`
       if (counted) connections_.fetch_sub(1, std::memory_order_relaxed);
       return connection_ended();
     }
@@ -496,8 +490,8 @@ void HttpListener::adopt(int c, const SocketAddress& peer, protect::ConnHold hol
   } else {
     tr = std::make_unique<SocketTransport>(c);
   }
-  auto* conn = new ClientConn(*this, Fd(c), std::move(tr), peer);
-  conn->hold_ = std::move(hold);
+  auto* conn = new ClientConn(*this, std::move(a.fd), std::move(tr), a.peer);
+  conn->hold_ = std::move(a.hold);
   ilist::push_front(first_, conn);
   if (!counted) connections_.fetch_add(1, std::memory_order_relaxed);
   if (metrics_) metrics_->on_accept();

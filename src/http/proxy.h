@@ -38,6 +38,7 @@ class Store;
 namespace fulcrum::protect {
 class Guard;
 class ConnHold;
+struct Accepted;
 }
 
 namespace fulcrum::http {
@@ -104,9 +105,9 @@ class HttpListener final : public IoHandler {
   friend void start_h2_session(HttpListener&, Fd, std::unique_ptr<Transport>, const SocketAddress&, std::string_view,
                                protect::ConnHold);
   // A client connection accepted here, or handed over by another worker's copy (spread_), which
-  // counted it in connections_ already (`counted`): a reload waiting for this copy to drain
-  // must not miss a connection still on its way.
-  void adopt(int fd, const SocketAddress& peer, protect::ConnHold hold, bool counted = false);
+  // counted it in connections_ already (`counted`).
+  void adopt(protect::Accepted a, bool counted);
+  friend class ConnSpread<HttpListener>;
   // A client connection (not a stream) has ended: one fewer in this copy's share.
   void connection_ended() {
     if (spread_) spread_->closed(worker_);

@@ -127,27 +127,21 @@ void TcpListener::on_io(uint32_t) {
       protect::refuse_connection(c);
       continue;
     }
+    protect::Accepted a{Fd(c), peer, std::move(hold)};
     size_t to = spread_ ? spread_->pick(worker_) : worker_;
     if (to == worker_) {
-      adopt(c, peer, std::move(hold));
+      adopt(std::move(a), false);
       continue;
     }
-    // Another worker's copy holds fewer: it takes the connection (see http/proxy.cc).
-    struct Handoff {
-      Fd fd;
-      SocketAddress peer;
-      protect::ConnHold hold;
-    };
-    auto h = std::make_shared<Handoff>(Handoff{Fd(c), peer, std::move(hold)});
-    TcpListener* target = spread_->listener(to);
-    target->sessions_.fetch_add(1, std::memory_order_relaxed);
-    spread_->loop(to).post([target, h] { target->adopt(h->fd.release(), h->peer, std::move(h->hold), true); });
+    // Another worker's copy holds clearly fewer: it takes the session (see http/proxy.cc).
+    spread_->listener(to)->sessions_.fetch_add(1, std::memory_order_relaxed);
+    spread_->hand_over(to, std::move(a));
   }
 }
 
-void TcpListener::adopt(int c, const SocketAddress& peer, protect::ConnHold hold, bool counted) {
-  auto* s = new TcpSession(*this, Fd(c), peer);
-  s->hold_ = std::move(hold);
+void TcpListener::adopt(protect::Accepted a, bool counted) {
+  auto* s = new TcpSession(*this, std::move(a.fd), a.peer);
+  s->hold_ = std::move(a.hold);
   ilist::push_front(first_, s);
   if (!counted) sessions_.fetch_add(1, std::memory_order_relaxed);
   if (metrics_) metrics_->on_accept();

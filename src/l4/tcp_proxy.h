@@ -17,7 +17,7 @@
 
 namespace fulcrum::protect {
 class Guard;
-class ConnHold;
+struct Accepted;
 }
 
 namespace fulcrum::l4 {
@@ -52,7 +52,8 @@ class TcpListener final : public IoHandler {
   void resume_accepting();
   // A connection accepted here, or handed over by another worker's copy (spread_), which counted
   // it in sessions_ already (`counted`), so that a drain does not miss it on its way.
-  void adopt(int fd, const SocketAddress& peer, protect::ConnHold hold, bool counted = false);
+  void adopt(protect::Accepted a, bool counted);
+  friend class ConnSpread<TcpListener>;
 
   EventLoop& loop_;
   PipePool& pipes_;

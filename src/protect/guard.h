@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "core/address.h"
 #include "core/event_loop.h"
+#include "core/fd.h"
 #include "metrics/metrics.h"
 #include "protect/limit_store.h"
 #include "protect/rules.h"
@@ -38,6 +39,14 @@ class ConnHold {
  private:
   std::shared_ptr<const Guard> guard_;
   ClientKey key_;
+};
+
+// A connection a listener accepted and admitted: what its worker, or the worker it is handed to
+// (core/conn_spread.h), makes a session of.
+struct Accepted {
+  Fd fd;
+  SocketAddress peer;
+  ConnHold hold;
 };
 
 // What to do with a request: go on (status 0), or answer `status` and count `reason`.
