@@ -39,7 +39,7 @@ class FreeList {
       }
     }
 #endif
-    ::operator delete(p);
+    ::operator delete(p, n);
   }
 
  private:

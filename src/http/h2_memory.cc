@@ -113,7 +113,10 @@ void* h2_realloc(void* p, size_t size, void*) {
 // Under AddressSanitizer: the allocator's own functions, so that misuse is still caught.
 void* h2_malloc(size_t size, void*) { return std::malloc(size); }
 void h2_free(void* p, void*) { std::free(p); }
-void* h2_calloc(size_t n, size_t size, void*) { return std::calloc(n, size); }
+void* h2_calloc(size_t n, size_t size, void*) {
+  if (size != 0 && n > SIZE_MAX / size) return nullptr;  // as above (ASan's calloc would abort)
+  return std::calloc(n, size);
+}
 void* h2_realloc(void* p, size_t size, void*) { return std::realloc(p, size); }
 #endif
 
