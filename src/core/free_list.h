@@ -26,7 +26,7 @@ class FreeList {
     return ::operator new(n);
   }
 
-  static void release(void* p, size_t n) {
+  static void release(void* p, [[maybe_unused]] size_t n) {
 #if !defined(__SANITIZE_ADDRESS__)
     if (n == sizeof(T) && !t_gone) {
       List& l = list();
@@ -39,7 +39,7 @@ class FreeList {
       }
     }
 #endif
-    ::operator delete(p, n);
+    ::operator delete(p);  // unsized: clang before 19 has no sized deallocation by default
   }
 
  private:
