@@ -480,10 +480,11 @@ void H2Session::submit_response(H2Stream& s, const ResponseHead& head, const Res
   schedule_flush();
 }
 
-// The request as HTTP/1.1, handed to a new exchange. "Connection: close": one exchange per stream.
+// The request as HTTP/1.1, handed to a new exchange (which makes one exchange per stream: no
+// "Connection: close" to write and parse again).
 void H2Session::on_request_headers(H2Stream& s, bool end_stream) {
   std::string& r = s.req;
-  r.reserve(s.method.size() + s.path.size() + s.authority.size() + s.fields.size() + s.cookie.size() + 80);
+  r.reserve(s.method.size() + s.path.size() + s.authority.size() + s.fields.size() + s.cookie.size() + 64);
   r += s.method;
   r += ' ';
   r += s.method == "CONNECT" ? s.authority : s.path;
@@ -503,7 +504,7 @@ void H2Session::on_request_headers(H2Stream& s, bool end_stream) {
     s.chunked = true;
     r += "Transfer-Encoding: chunked\r\n";
   }
-  r += "Connection: close\r\n\r\n";
+  r += "\r\n";
   s.fields.clear();
   s.req_method = s.method == "HEAD" ? Method::kHead : s.method == "CONNECT" ? Method::kConnect : Method::kGet;
   s.req_end = end_stream;

@@ -3,6 +3,7 @@
 #include "http/header_token.h"
 
 #include <array>
+#include <cstring>
 #include <iterator>
 
 #include "http/char_class.h"
@@ -35,8 +36,13 @@ constexpr size_t slot_of(std::string_view s) {
   return (n * 41 + at(0) * 7 + at(n - 1) * 3 + at(n / 2)) % kSlots;
 }
 
+// A name in lower case, and a mask with 0x20 where it has a letter: for a letter, input byte c
+// matches iff (c | 0x20) is it (the upper-case letter differs only in that bit, and no other byte
+// ORs to a lower-case letter); any other byte must be equal. So a whole 8-byte word compares at
+// once: (word | mask) == lowered.
 struct Lowered {
   std::array<char, kMaxTokenLength> bytes{};
+  std::array<char, kMaxTokenLength> mask{};
   uint8_t size = 0;
 };
 
@@ -44,8 +50,11 @@ constexpr std::array<Lowered, kHeaderTokenCount> make_lowered() {
   std::array<Lowered, kHeaderTokenCount> out{};
   for (size_t i = 0; i < kHeaderTokenCount; ++i) {
     out[i].size = static_cast<uint8_t>(kTokens[i].name.size());
-    for (size_t k = 0; k < kTokens[i].name.size(); ++k)
-      out[i].bytes[k] = static_cast<char>(chars::to_lower(static_cast<unsigned char>(kTokens[i].name[k])));
+    for (size_t k = 0; k < kTokens[i].name.size(); ++k) {
+      auto c = chars::to_lower(static_cast<unsigned char>(kTokens[i].name[k]));
+      out[i].bytes[k] = static_cast<char>(c);
+      out[i].mask[k] = c >= 'a' && c <= 'z' ? 0x20 : 0;
+    }
   }
   return out;
 }
@@ -82,9 +91,19 @@ constexpr size_t max_probe() {
 static_assert(max_probe() <= 4, "header token hash clusters; change slot_of");
 
 bool equals_lowered(const Lowered& l, std::string_view name) {
-  if (l.size != name.size()) return false;
-  for (size_t i = 0; i < name.size(); ++i)
-    if (chars::to_lower(static_cast<unsigned char>(name[i])) != static_cast<unsigned char>(l.bytes[i]))
+  size_t n = name.size();
+  if (l.size != n) return false;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w, m, b;
+    std::memcpy(&w, name.data() + i, 8);
+    std::memcpy(&m, l.mask.data() + i, 8);
+    std::memcpy(&b, l.bytes.data() + i, 8);
+    if ((w | m) != b) return false;
+  }
+  for (; i < n; ++i)
+    if ((static_cast<unsigned char>(name[i]) | static_cast<unsigned char>(l.mask[i])) !=
+        static_cast<unsigned char>(l.bytes[i]))
       return false;
   return true;
 }

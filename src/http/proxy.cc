@@ -279,7 +279,7 @@ void ClientConn::on_request(const RequestHead& head, size_t head_len) {
   x_.http2 = stream_;
   method_ = head.method;
   client_http10_ = head.version == Version::kHttp10;
-  keep_alive_ = head.keep_alive && !l_.stopping_;
+  keep_alive_ = head.keep_alive && !l_.stopping_ && !stream_;  // an HTTP/2 stream: one exchange
   std::string_view authority, path, query;
   bool has_query = false;
   split_target(head.target, head.target_form, &authority, &path, &query, &has_query);

@@ -39,6 +39,13 @@ TEST(HeaderTokenTest, UnknownNames) {
   EXPECT_EQ(lookup_header_token(std::string(200, 'a')), HeaderToken::kUnknown);
   // '^' and '~' differ only in bit 0x20: lowercasing must not fold them together.
   EXPECT_EQ(lookup_header_token("Content~Length"), HeaderToken::kUnknown);
+  // Names compare 8 bytes at a time with bit 0x20 masked at letters only: a byte that differs
+  // from '-' or a digit just in that bit (CR for '-', 0x12 for '2') is no match, in the first
+  // word or the tail.
+  EXPECT_EQ(lookup_header_token("Content\rLength"), HeaderToken::kUnknown);
+  EXPECT_EQ(lookup_header_token("X-Forwarded\rFor"), HeaderToken::kUnknown);
+  EXPECT_EQ(lookup_header_token(std::string("HTTP\x12-Settings")), HeaderToken::kUnknown);
+  EXPECT_EQ(lookup_header_token("x-fORWARDED-fOR"), HeaderToken::kXForwardedFor);
   EXPECT_EQ(header_token_name(HeaderToken::kUnknown), "");
   EXPECT_EQ(header_token_lower_name(HeaderToken::kUnknown), "");
   EXPECT_EQ(header_token_flags(HeaderToken::kUnknown), 0);
